@@ -1,0 +1,1 @@
+"""egp-operator: mirrors Scale EGP models into Kubernetes custom resources."""

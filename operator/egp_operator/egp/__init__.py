@@ -1,0 +1,36 @@
+"""The EGP API as this operator uses it: pydantic models, an async client, typed errors."""
+
+from egp_operator.egp.client import DEFAULT_BASE_URL, EGPClient, ModelListing
+from egp_operator.egp.errors import (
+    AuthenticationError,
+    EGPError,
+    IncompleteListingError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RequestError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from egp_operator.egp.models import InferenceModel, InferenceModelList
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AuthenticationError",
+    "EGPClient",
+    "EGPError",
+    "IncompleteListingError",
+    "InferenceModel",
+    "InferenceModelList",
+    "MalformedResponseError",
+    "ModelListing",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "RequestError",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+]

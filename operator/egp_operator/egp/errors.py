@@ -1,0 +1,124 @@
+"""Typed errors of the EGP client.
+
+Each error has a short, stable `reason` (used in status conditions, events and metric labels)
+and a message that never contains the API key: the client scrubs the key out of any text it
+puts in an error, because response bodies and URLs come from outside.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class EGPError(Exception):
+    """Any failure to get a complete answer from EGP."""
+
+    reason: ClassVar[str] = "EGPError"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.should_retry = self.retryable
+        self.retry_after: float | None = None
+
+
+class TransportError(EGPError):
+    """The request did not get an HTTP answer: connection refused or reset, or a timeout."""
+
+    reason = "TransportError"
+    retryable = True
+
+
+class RequestError(EGPError):
+    """An HTTP error status that no more specific class covers (400, 404 on a list, ...)."""
+
+    reason = "RequestError"
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.body = body
+
+
+class AuthenticationError(RequestError):
+    """401: the API key is missing, wrong or revoked."""
+
+    reason = "AuthenticationFailed"
+
+
+class PermissionDeniedError(RequestError):
+    """403: the key is valid but may not read the selected account."""
+
+    reason = "PermissionDenied"
+
+
+class NotFoundError(RequestError):
+    """404: on a list walk this means the cursor model vanished under us."""
+
+    reason = "NotFound"
+
+
+class ValidationError(RequestError):
+    """422: EGP rejected the query; `detail` is FastAPI's list of pydantic errors."""
+
+    reason = "ValidationFailed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 422,
+        body: Any = None,
+        detail: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body)
+        self.detail: list[dict[str, Any]] = detail or []
+
+
+class RateLimitedError(RequestError):
+    """429 after the client's retries ran out."""
+
+    reason = "RateLimited"
+    retryable = True
+
+
+class ServerError(RequestError):
+    """408, 409 or 5xx after the client's retries ran out."""
+
+    reason = "ServerError"
+    retryable = True
+
+
+class MalformedResponseError(EGPError):
+    """A 2xx whose body is not JSON or not the documented shape."""
+
+    reason = "MalformedResponse"
+
+
+class IncompleteListingError(EGPError):
+    """A list walk that did not reach its end; nothing may be pruned on it.
+
+    `cause` is the error that stopped the walk (None for a loop guard), `pages` how many pages
+    were read before it, `models_seen` how many models they held.
+    """
+
+    reason = "IncompleteListing"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pages: int,
+        models_seen: int,
+        cause: EGPError | None = None,
+    ) -> None:
+        super().__init__(message, status_code=cause.status_code if cause else None)
+        self.pages = pages
+        self.models_seen = models_seen
+        self.cause = cause
+
+    @property
+    def cause_reason(self) -> str:
+        """The reason of what stopped the walk: the cause's, or the loop guard's."""
+        return self.cause.reason if self.cause else self.reason

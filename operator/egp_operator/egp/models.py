@@ -1,0 +1,77 @@
+"""Pydantic models of the `/v5/models` responses.
+
+The API has grown fields and enum values over time (see egp-api.md section 5), so every model
+keeps unknown fields (`extra="allow"`), every enum is a plain `str` (an unknown value is kept,
+never rejected), and a missing optional key reads the same as `null`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+MODEL_VENDORS: Final = (
+    "openai",
+    "cohere",
+    "vertex_ai",
+    "anthropic",
+    "azure",
+    "gemini",
+    "launch",
+    "llmengine",
+    "model_zoo",
+    "bedrock",
+    "xai",
+    "fireworks_ai",
+)
+MODEL_TYPES: Final = ("generic", "completion", "chat_completion")
+MODEL_STATUSES: Final = ("ready", "deploying", "failed", "deployment_timeout")
+MODEL_AVAILABILITIES: Final = ("unknown", "available", "unavailable")
+
+MAX_PAGE_SIZE: Final = 1000
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+
+class InferenceModel(_Tolerant):
+    """One model record. Only `id` is needed to mirror it; the rest is observed as given."""
+
+    id: str = Field(min_length=1)
+    object: str | None = None
+    name: str | None = None
+    model_type: str | None = None
+    model_vendor: str | None = None
+    status: str | None = None
+    status_reason: str | None = None
+    model_availability: str | None = None
+    created_at: str | None = None  # RFC 3339 as sent; the format varies, so kept verbatim
+    created_by_user_id: str | None = None
+    created_by_identity_type: str | None = None
+    vendor_configuration: JsonValue = None  # free-form: one of two shapes, or anything newer
+    model_metadata: JsonValue = None
+
+    @property
+    def extra_fields(self) -> dict[str, Any]:
+        """Fields the API sent that this version does not know, kept for the mirror."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+class InferenceModelList(_Tolerant):
+    """One page of `GET /v5/models`. `has_more` may be absent: absent does not stop a walk."""
+
+    object: str | None = None
+    items: list[InferenceModel]
+    limit: int | None = None
+    total: int | None = None
+    has_more: bool | None = None
+
+
+class ValidationErrorItem(_Tolerant):
+    """One entry of a FastAPI 422 body; pydantic v2 adds `input` and `ctx`, kept as extras."""
+
+    loc: list[str | int] = Field(default_factory=list)
+    msg: str = ""
+    type: str = ""

@@ -1,0 +1,61 @@
+"""Fixtures that run the EGP client against the local EGP server over real HTTP on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from egp_operator.egp import EGPClient
+from egp_operator.egp.client import RetryPolicy
+from egp_operator.testing.fake_egp import FakeEGPServer
+
+API_KEY = "sk-test-5f3c9a1e7d2b4c60"
+ACCOUNT = "acct-alpha"
+
+
+class RecordedSleep:
+    """Stands in for asyncio.sleep inside the client so retry delays are asserted, not waited."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def egp_server() -> Iterator[FakeEGPServer]:
+    with FakeEGPServer(api_key=API_KEY, account_id=ACCOUNT) as server:
+        yield server
+
+
+@pytest.fixture
+def sleeps() -> RecordedSleep:
+    return RecordedSleep()
+
+
+@pytest.fixture
+async def make_client(
+    egp_server: FakeEGPServer, sleeps: RecordedSleep
+) -> AsyncIterator[Callable[..., EGPClient]]:
+    clients: list[EGPClient] = []
+
+    def make(**overrides: Any) -> EGPClient:
+        options: dict[str, Any] = {
+            "base_url": egp_server.url,
+            "api_key": API_KEY,
+            "account_id": ACCOUNT,
+            "retry": RetryPolicy(max_retries=3),
+            "sleep": sleeps,
+            "timeout": 10.0,
+        }
+        options.update(overrides)
+        client = EGPClient(**options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
