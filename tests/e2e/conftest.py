@@ -1,0 +1,67 @@
+"""Fixtures for end-to-end tests against a real control plane on loopback.
+
+One control plane serves the whole session (starting one takes seconds, not milliseconds);
+each test works in its own namespace so tests do not see each other's objects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from egp_operator.testing.cluster import ClusterError, LocalControlPlane, find_bin_dir
+
+E2E_DIR = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e with `e2e`, so `-m "not e2e"` skips them all."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def kube_bin_dir() -> Path:
+    """The pinned control-plane binaries; never built here (a cold build outlasts the
+    per-test timeout): `make test` builds them first. Missing binaries fail the e2e tests
+    rather than skip them, so a broken build step cannot pass unnoticed; deselect them with
+    `-m "not e2e"` (or `make test-fast`) to work without a control plane."""
+    try:
+        return find_bin_dir(build=False)
+    except ClusterError as err:
+        pytest.fail(f"{err}; build them with `make kube-bins`")
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalControlPlane]:
+    """A running etcd + kube-apiserver + kube-controller-manager, stopped after the session."""
+    with LocalControlPlane(kube_bin_dir, tmp_path_factory.mktemp("cluster")) as plane:
+        yield plane
+
+
+@pytest.fixture
+def api(control_plane: LocalControlPlane) -> Iterator[Any]:
+    """An admin `kubernetes.client.ApiClient`, closed after the test."""
+    api_client = control_plane.api_client()
+    try:
+        yield api_client
+    finally:
+        api_client.close()
+
+
+@pytest.fixture
+def namespace(api: Any) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (without waiting) afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
