@@ -1,0 +1,1 @@
+"""The custom resources: pydantic models of EGPSource and EGPModel, and their CRDs."""

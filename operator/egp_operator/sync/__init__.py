@@ -1,0 +1,1 @@
+"""One sync cycle: EGP listing -> pure plan -> Kubernetes writes."""

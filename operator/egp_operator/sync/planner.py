@@ -1,0 +1,205 @@
+"""The pure planner: (complete listing, mirrored objects, policy, clock) -> plan.
+
+No I/O here, so every rule of the mirror is unit-tested without a cluster: what to create, which
+status or labels changed, what went missing, what the Delete policy removes, and which phase
+transitions deserve an Event. Nothing is written when nothing changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from egp_operator.egp.models import InferenceModel
+from egp_operator.resources.models import PHASES, DeletionPolicy, Phase
+from egp_operator.sync.naming import model_labels, object_name
+from egp_operator.sync.rendering import READY, missing_status, observed_status
+
+WARNING_PHASES: Final = frozenset({"Failed", "DeploymentTimeout", "Missing", "Unknown"})
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What the planner needs to know of the EGPSource."""
+
+    namespace: str
+    name: str
+    deletion_policy: DeletionPolicy = "Retain"
+    missing_grace_period: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class MirroredModel:
+    """An existing EGPModel as the index holds it."""
+
+    name: str
+    model_id: str
+    labels: Mapping[str, str]
+    status: Mapping[str, Any]
+    creation_timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class Create:
+    name: str
+    model_id: str
+    labels: dict[str, str]
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Update:
+    """Only what changed: `labels` and/or `status` is None when it is already right."""
+
+    name: str
+    model_id: str
+    labels: dict[str, str] | None
+    status: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Delete:
+    name: str
+    model_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Event:
+    object_name: str
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    creates: list[Create] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
+    deletes: list[Delete] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    phase_counts: dict[Phase, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.creates or self.updates or self.deletes or self.events)
+
+
+def plan(
+    listing: Iterable[InferenceModel],
+    mirrored: Iterable[MirroredModel],
+    policy: SourcePolicy,
+    now: datetime,
+) -> Plan:
+    """The writes that make the mirror equal a *complete* listing. Never call it on a partial
+    one: models it does not contain are marked missing or deleted."""
+    stamp = timestamp(now)
+    result = Plan()
+    existing = _one_per_model(mirrored, result)
+    upstream: dict[str, InferenceModel] = {model.id: model for model in listing}
+
+    for model_id, model in upstream.items():
+        current = existing.get(model_id)
+        status = observed_status(model, now=stamp, previous=current.status if current else {})
+        labels = model_labels(
+            source=policy.name,
+            model_id=model_id,
+            vendor=model.model_vendor,
+            model_type=model.model_type,
+            phase=status["phase"],
+        )
+        result.phase_counts[status["phase"]] += 1
+        if current is None:
+            name = object_name(policy.namespace, policy.name, model_id, model.name)
+            result.creates.append(Create(name, model_id, labels, status))
+            continue
+        _update(result, current, labels, status)
+
+    for model_id, current in existing.items():
+        if model_id in upstream:
+            continue
+        status = missing_status(current.status, now=stamp)
+        if policy.deletion_policy == "Delete" and _grace_over(status, policy, now):
+            result.deletes.append(
+                Delete(current.name, model_id, "missing upstream past its grace period")
+            )
+            continue
+        result.phase_counts["Missing"] += 1
+        labels = model_labels(
+            source=policy.name,
+            model_id=model_id,
+            vendor=status.get("vendor"),
+            model_type=status.get("type"),
+            phase="Missing",
+        )
+        _update(result, current, labels, status)
+    return result
+
+
+def _update(
+    result: Plan, current: MirroredModel, labels: dict[str, str], status: dict[str, Any]
+) -> None:
+    labels_changed = any(current.labels.get(key) != value for key, value in labels.items())
+    status_changed = _comparable(status) != _comparable(current.status)
+    if not (labels_changed or status_changed):
+        return
+    result.updates.append(
+        Update(
+            current.name,
+            current.model_id,
+            labels if labels_changed else None,
+            status if status_changed else None,
+        )
+    )
+    before, after = current.status.get("phase"), status["phase"]
+    if before != after:
+        result.events.append(_transition_event(current.name, before, after, status))
+
+
+def _transition_event(
+    name: str, before: str | None, after: str, status: Mapping[str, Any]
+) -> Event:
+    conditions: list[Mapping[str, Any]] = status.get("conditions", [])
+    ready = next((c for c in conditions if c.get("type") == READY), {})
+    detail = ready.get("message") or ""
+    message = f"Phase changed from {before or 'none'} to {after}" + (
+        f": {detail}" if detail else ""
+    )
+    kind = "Warning" if after in WARNING_PHASES else "Normal"
+    return Event(name, kind, after, message)
+
+
+def _one_per_model(mirrored: Iterable[MirroredModel], result: Plan) -> dict[str, MirroredModel]:
+    """Index by model id; a duplicate object (a race, a copy) is deleted, the oldest kept."""
+    by_id: dict[str, MirroredModel] = {}
+    for model in sorted(mirrored, key=lambda m: (m.creation_timestamp, m.name)):
+        if model.model_id in by_id:
+            result.deletes.append(Delete(model.name, model.model_id, "duplicate of another"))
+        else:
+            by_id[model.model_id] = model
+    return by_id
+
+
+def _grace_over(status: Mapping[str, Any], policy: SourcePolicy, now: datetime) -> bool:
+    since = datetime.fromisoformat(str(status["missingSince"]).replace("Z", "+00:00"))
+    return now - since >= policy.missing_grace_period
+
+
+def _comparable(status: Mapping[str, Any]) -> Any:
+    """Status as stored, for comparison: the server drops nulls and keeps the rest verbatim."""
+    return _without_nulls(dict(status))
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def timestamp(now: datetime) -> str:
+    """RFC 3339 to the second, as Kubernetes writes metav1.Time."""
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,179 @@
+"""What an EGPModel's status should say about one upstream model.
+
+Pure functions: the phase table, conditions with a `lastTransitionTime` that moves only when the
+condition's status does, env_vars masking, and size capping so one huge record can never stop
+the loop or be dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from egp_operator.egp.models import InferenceModel
+from egp_operator.resources.models import Phase
+
+#: One table from upstream status to phase; anything else is `Unknown`, never an error.
+PHASE_BY_STATUS: Final[Mapping[str, Phase]] = {
+    "ready": "Ready",
+    "deploying": "Deploying",
+    "failed": "Failed",
+    "deployment_timeout": "DeploymentTimeout",
+}
+MASK: Final = "***"
+#: Far below etcd's 1.5 MiB request limit, so metadata, conditions and managedFields always fit.
+MAX_STATUS_BYTES: Final = 256 * 1024
+MAX_TEXT_LENGTH: Final = 4096
+#: Dropped in this order until the status fits; the identity and phase are always kept.
+_TRUNCATABLE: Final = ("vendorConfiguration", "extraFields", "modelMetadata")
+_KNOWN_UPSTREAM_FIELDS: Final = frozenset({"object"})
+
+READY: Final = "Ready"
+SYNCED: Final = "Synced"
+TRUNCATED: Final = "Truncated"
+
+
+def phase_of(upstream_status: str | None) -> Phase:
+    return PHASE_BY_STATUS.get(upstream_status or "", "Unknown")
+
+
+def mask_env_vars(vendor_configuration: Any) -> Any:
+    """Keep env_vars keys, hide their values: readers of EGPModels must not learn credentials."""
+    if not isinstance(vendor_configuration, dict):
+        return vendor_configuration
+    image = vendor_configuration.get("model_image")
+    if not isinstance(image, dict) or "env_vars" not in image:
+        return vendor_configuration
+    env_vars = image["env_vars"]
+    masked = {key: MASK for key in env_vars} if isinstance(env_vars, dict) else MASK
+    return {**vendor_configuration, "model_image": {**image, "env_vars": masked}}
+
+
+def condition(
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    previous: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A metav1.Condition whose lastTransitionTime is kept while its status is unchanged."""
+    value = "True" if status else "False"
+    before = next((c for c in previous if c.get("type") == type_), None)
+    unchanged = before is not None and before.get("status") == value
+    since = before.get("lastTransitionTime") if unchanged and before else None
+    return {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+    }
+
+
+def _text(value: str | None) -> str | None:
+    if value is None or len(value) <= MAX_TEXT_LENGTH:
+        return value
+    return value[:MAX_TEXT_LENGTH] + "..."
+
+
+def observed_status(
+    model: InferenceModel, *, now: str, previous: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The full status for a model present in a complete listing."""
+    phase = phase_of(model.status)
+    extra = {k: v for k, v in model.extra_fields.items() if k not in _KNOWN_UPSTREAM_FIELDS}
+    created_by = {
+        key: value
+        for key, value in (
+            ("userID", model.created_by_user_id),
+            ("identityType", model.created_by_identity_type),
+        )
+        if value is not None
+    }
+    status: dict[str, Any] = {
+        "phase": phase,
+        "name": _text(model.name),
+        "vendor": model.model_vendor,
+        "type": model.model_type,
+        "status": model.status,
+        "statusReason": _text(model.status_reason),
+        "availability": model.model_availability,
+        "createdAt": model.created_at,
+        "createdBy": created_by or None,
+        "vendorConfiguration": mask_env_vars(model.vendor_configuration),
+        "modelMetadata": model.model_metadata,
+        "extraFields": extra or None,
+    }
+    status = {key: value for key, value in status.items() if value is not None}
+    previous_conditions = previous.get("conditions") or []
+    status["conditions"] = [
+        condition(
+            READY,
+            phase == "Ready",
+            phase,
+            _ready_message(model, phase),
+            now=now,
+            previous=previous_conditions,
+        ),
+        condition(
+            SYNCED,
+            True,
+            "Synced",
+            "Seen in the last complete listing",
+            now=now,
+            previous=previous_conditions,
+        ),
+    ]
+    return cap_size(status, now=now, previous=previous_conditions)
+
+
+def missing_status(previous: Mapping[str, Any], *, now: str) -> dict[str, Any]:
+    """The last known status, marked `Missing`: what the model was is kept for the user."""
+    status = {k: v for k, v in previous.items() if k not in ("conditions", "phase")}
+    status["phase"] = "Missing"
+    status["missingSince"] = previous.get("missingSince") or now
+    previous_conditions = previous.get("conditions") or []
+    message = "The model is no longer listed by EGP"
+    status["conditions"] = [
+        condition(READY, False, "Missing", message, now=now, previous=previous_conditions),
+        condition(SYNCED, False, "Missing", message, now=now, previous=previous_conditions),
+        *[c for c in previous_conditions if c.get("type") == TRUNCATED],
+    ]
+    return status
+
+
+def cap_size(
+    status: dict[str, Any], *, now: str, previous: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Drop the big free-form fields, biggest role first, until the status fits; say so."""
+    dropped: list[str] = []
+    for field in _TRUNCATABLE:
+        if _size(status) <= MAX_STATUS_BYTES:
+            break
+        if field in status:
+            del status[field]
+            dropped.append(field)
+    if dropped:
+        status["truncatedFields"] = dropped
+        message = (
+            f"Left out {', '.join(dropped)}: the status would exceed {MAX_STATUS_BYTES // 1024} KiB"
+        )
+        status["conditions"].append(
+            condition(TRUNCATED, True, "StatusTooLarge", message, now=now, previous=previous)
+        )
+    return status
+
+
+def _size(document: Any) -> int:
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+def _ready_message(model: InferenceModel, phase: Phase) -> str:
+    if model.status_reason:
+        return _text(model.status_reason) or ""
+    if phase == "Unknown":
+        return f"EGP reports status {model.status!r}, which this operator does not know"
+    return f"EGP reports status {model.status!r}"

@@ -1,0 +1,282 @@
+"""The planner turns a complete listing and the mirrored objects into the writes needed."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from egp_operator.egp import InferenceModel
+from egp_operator.sync.naming import PHASE_LABEL
+from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
+from egp_operator.testing.fake_egp import generate_models
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+POLICY = SourcePolicy(namespace="team-a", name="prod")
+
+
+def upstream(**fields: Any) -> InferenceModel:
+    base = {
+        "id": "m-1",
+        "name": "llama-3-8b-support",
+        "model_vendor": "llmengine",
+        "model_type": "chat_completion",
+        "status": "ready",
+        "created_at": "2025-03-14T18:02:11Z",
+    }
+    return InferenceModel.model_validate(base | fields)
+
+
+def mirror(result: Plan) -> list[MirroredModel]:
+    """What the cluster holds after the plan's creates were applied."""
+    return [
+        MirroredModel(c.name, c.model_id, c.labels, c.status, creation_timestamp="t0")
+        for c in result.creates
+    ]
+
+
+def apply(mirrored: list[MirroredModel], result: Plan) -> list[MirroredModel]:
+    by_name = {m.name: m for m in mirrored}
+    for update in result.updates:
+        current = by_name[update.name]
+        by_name[update.name] = MirroredModel(
+            current.name,
+            current.model_id,
+            update.labels or current.labels,
+            update.status or current.status,
+            current.creation_timestamp,
+        )
+    for delete in result.deletes:
+        by_name.pop(delete.name)
+    return [*by_name.values(), *mirror(result)]
+
+
+def test_a_new_model_is_created_with_its_phase_labels_and_ready_condition() -> None:
+    result = plan([upstream()], [], POLICY, T0)
+
+    [create] = result.creates
+    assert create.model_id == "m-1"
+    assert create.name.startswith("llama-3-8b-support-")
+    assert create.labels[PHASE_LABEL] == "Ready"
+    assert create.status["phase"] == "Ready"
+    ready = next(c for c in create.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+
+
+@pytest.mark.parametrize(
+    ("status", "phase", "ready"),
+    [
+        ("ready", "Ready", "True"),
+        ("deploying", "Deploying", "False"),
+        ("failed", "Failed", "False"),
+        ("deployment_timeout", "DeploymentTimeout", "False"),
+        ("paused", "Unknown", "False"),
+        (None, "Unknown", "False"),
+    ],
+)
+def test_upstream_status_maps_to_phase_and_ready(
+    status: str | None, phase: str, ready: str
+) -> None:
+    [create] = plan([upstream(status=status)], [], POLICY, T0).creates
+
+    condition = next(c for c in create.status["conditions"] if c["type"] == "Ready")
+    assert create.status["phase"] == phase
+    assert (condition["status"], condition["reason"]) == (ready, phase)
+
+
+def test_a_steady_state_plans_no_writes() -> None:
+    models = [InferenceModel.model_validate(m) for m in generate_models(200, seed=1)]
+    mirrored = mirror(plan(models, [], POLICY, T0))
+
+    again = plan(models, mirrored, POLICY, T0 + timedelta(minutes=5))
+
+    assert again.is_empty
+    assert sum(again.phase_counts.values()) == 200
+
+
+def test_a_status_change_updates_status_and_phase_label_with_one_event() -> None:
+    mirrored = mirror(plan([upstream(status="deploying")], [], POLICY, T0))
+
+    result = plan([upstream(status="failed", status_reason="OOMKilled")], mirrored, POLICY, T0)
+
+    [update] = result.updates
+    assert update.status is not None
+    assert update.status["phase"] == "Failed"
+    assert update.labels is not None
+    assert update.labels[PHASE_LABEL] == "Failed"
+    [event] = result.events
+    assert (event.type, event.reason) == ("Warning", "Failed")
+    assert "OOMKilled" in event.message
+
+
+def test_becoming_ready_is_a_normal_event() -> None:
+    mirrored = mirror(plan([upstream(status="deploying")], [], POLICY, T0))
+
+    [event] = plan([upstream(status="ready")], mirrored, POLICY, T0).events
+
+    assert (event.type, event.reason) == ("Normal", "Ready")
+
+
+def test_last_transition_time_moves_only_when_the_condition_status_changes() -> None:
+    mirrored = mirror(plan([upstream(status="deploying")], [], POLICY, T0))
+    later, later_still = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+
+    failed = plan([upstream(status="failed")], mirrored, POLICY, later)
+    mirrored = apply(mirrored, failed)
+    ready = plan([upstream(status="ready")], mirrored, POLICY, later_still)
+
+    def ready_since(result: Plan) -> str:
+        [update] = result.updates
+        assert update.status is not None
+        return str(
+            next(c for c in update.status["conditions"] if c["type"] == "Ready")[
+                "lastTransitionTime"
+            ]
+        )
+
+    assert ready_since(failed) == "2026-11-28T12:00:00Z"  # still False: unchanged
+    assert ready_since(ready) == "2026-11-28T12:02:00Z"
+
+
+def test_an_upstream_rename_updates_status_but_keeps_the_object_name() -> None:
+    mirrored = mirror(plan([upstream()], [], POLICY, T0))
+
+    result = plan([upstream(name="renamed")], mirrored, POLICY, T0)
+
+    [update] = result.updates
+    assert update.name == mirrored[0].name
+    assert update.status is not None
+    assert update.status["name"] == "renamed"
+    assert not result.creates
+
+
+def test_a_vanished_model_is_marked_missing_under_retain_and_never_deleted() -> None:
+    mirrored = mirror(plan([upstream()], [], POLICY, T0))
+
+    first = plan([], mirrored, POLICY, T0)
+    mirrored = apply(mirrored, first)
+    much_later = plan([], mirrored, POLICY, T0 + timedelta(days=30))
+
+    [update] = first.updates
+    assert update.status is not None
+    assert update.status["phase"] == "Missing"
+    assert update.status["missingSince"] == "2026-11-28T12:00:00Z"
+    assert update.status["name"] == "llama-3-8b-support"  # what it was is kept
+    [event] = first.events
+    assert (event.type, event.reason) == ("Warning", "Missing")
+    assert much_later.is_empty
+
+
+def test_under_delete_a_missing_model_goes_only_after_the_grace_period() -> None:
+    policy = SourcePolicy("team-a", "prod", "Delete", timedelta(minutes=10))
+    mirrored = apply([], plan([upstream()], [], policy, T0))
+    mirrored = apply(mirrored, plan([], mirrored, policy, T0))
+
+    within = plan([], mirrored, policy, T0 + timedelta(minutes=9))
+    after = plan([], mirrored, policy, T0 + timedelta(minutes=10))
+
+    assert within.is_empty
+    [delete] = after.deletes
+    assert delete.model_id == "m-1"
+
+
+def test_a_model_that_returns_is_no_longer_missing() -> None:
+    mirrored = mirror(plan([upstream()], [], POLICY, T0))
+    mirrored = apply(mirrored, plan([], mirrored, POLICY, T0))
+
+    [update] = plan([upstream()], mirrored, POLICY, T0).updates
+
+    assert update.status is not None
+    assert update.status["phase"] == "Ready"
+    assert "missingSince" not in update.status
+
+
+def test_a_deleted_object_is_recreated() -> None:
+    first = plan([upstream()], [], POLICY, T0)
+
+    again = plan([upstream()], [], POLICY, T0)
+
+    assert [c.name for c in again.creates] == [c.name for c in first.creates]
+
+
+def test_an_edited_status_or_label_is_restored() -> None:
+    [original] = mirror(plan([upstream()], [], POLICY, T0))
+    edited = MirroredModel(
+        original.name,
+        original.model_id,
+        {**original.labels, PHASE_LABEL: "Failed"},
+        {**original.status, "phase": "Failed"},
+    )
+
+    [update] = plan([upstream()], [edited], POLICY, T0).updates
+
+    assert update.labels == original.labels
+    assert update.status is not None
+    assert update.status["phase"] == "Ready"
+
+
+def test_duplicate_objects_for_one_model_keep_the_oldest() -> None:
+    [original] = mirror(plan([upstream()], [], POLICY, T0))
+    older = MirroredModel("older", "m-1", original.labels, original.status, "2020-01-01T00:00:00Z")
+    newer = MirroredModel("newer", "m-1", original.labels, original.status, "2026-01-01T00:00:00Z")
+
+    result = plan([upstream()], [newer, older], POLICY, T0)
+
+    assert [d.name for d in result.deletes] == ["newer"]
+    assert not result.creates
+
+
+def test_env_var_values_are_masked_and_keys_kept() -> None:
+    configuration = {"model_image": {"env_vars": {"HF_TOKEN": "hf_secret"}, "tag": "v1"}}
+
+    [create] = plan([upstream(vendor_configuration=configuration)], [], POLICY, T0).creates
+
+    image = create.status["vendorConfiguration"]["model_image"]
+    assert image == {"env_vars": {"HF_TOKEN": "***"}, "tag": "v1"}
+
+
+def test_a_huge_vendor_configuration_is_left_out_with_a_condition_and_no_churn() -> None:
+    huge = {"model": "x", "blob": "a" * 3_000_000}
+    model = upstream(vendor_configuration=huge)
+
+    [create] = plan([model], [], POLICY, T0).creates
+    again = plan([model], mirror(plan([model], [], POLICY, T0)), POLICY, T0 + timedelta(hours=1))
+
+    assert "vendorConfiguration" not in create.status
+    assert create.status["truncatedFields"] == ["vendorConfiguration"]
+    truncated = next(c for c in create.status["conditions"] if c["type"] == "Truncated")
+    assert truncated["reason"] == "StatusTooLarge"
+    assert create.status["phase"] == "Ready"
+    assert again.is_empty
+
+
+def test_unknown_upstream_fields_are_kept_in_extra_fields() -> None:
+    [create] = plan([upstream(region="eu-west-1")], [], POLICY, T0).creates
+
+    assert create.status["extraFields"] == {"region": "eu-west-1"}
+
+
+def test_hostile_names_give_valid_object_names_and_labels() -> None:
+    hostile = ["../../etc/passwd", "Ünïcödé ✨ model", "x" * 300, "", "-_-", "a/b=c,d"]
+    models = [upstream(id=f"id-{i}", name=name) for i, name in enumerate(hostile)]
+
+    creates = plan(models, [], POLICY, T0).creates
+
+    dns1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    assert len({c.name for c in creates}) == len(hostile)
+    for create in creates:
+        assert len(create.name) <= 63
+        assert re.match(dns1123, create.name)
+    assert [c.status["name"] for c in creates] == hostile
+
+
+def test_counts_cover_every_phase_including_missing() -> None:
+    mirrored = mirror(plan([upstream(id="a"), upstream(id="b", status="failed")], [], POLICY, T0))
+
+    result = plan([upstream(id="b", status="failed")], mirrored, POLICY, T0)
+
+    assert result.phase_counts["Failed"] == 1
+    assert result.phase_counts["Missing"] == 1
+    assert result.phase_counts["Ready"] == 0
