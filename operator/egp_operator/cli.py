@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,12 +30,72 @@ def _fake_egp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import egp_operator.handlers  # noqa: F401 - registers the handlers with kopf
+
+    kopf.configure(verbose=args.verbose, log_prefix=True)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz",
+    )
+    return 0
+
+
+def _sync_once(args: argparse.Namespace) -> int:
+    from egp_operator.sync.once import sync_once
+
+    return asyncio.run(
+        sync_once(args.source, namespace=args.namespace, dry_run=args.dry_run, out=sys.stdout)
+    )
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from egp_operator.resources.crds import render_crds_yaml, write_crds
+
+    if args.output_dir:
+        for path in write_crds(args.output_dir):
+            print(path)
+    else:
+        sys.stdout.write(render_crds_yaml())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="egp-operator",
         description="Mirror the models of a Scale EGP account into EGPModel custom resources.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="run the operator (cluster from KUBECONFIG or the in-cluster config)"
+    )
+    run.add_argument(
+        "--namespace",
+        action="append",
+        help="serve only this namespace (repeatable); all namespaces when omitted",
+    )
+    run.add_argument("--liveness-port", type=int, default=8081)
+    run.add_argument("--verbose", action="store_true")
+    run.set_defaults(handler=_run)
+
+    sync = commands.add_parser("sync", help="run one sync cycle of one EGPSource and exit")
+    sync.add_argument("source", help="the EGPSource's name")
+    sync.add_argument("--namespace", "-n", default="default")
+    sync.add_argument(
+        "--once", action="store_true", required=True, help="one cycle (the only mode)"
+    )
+    sync.add_argument(
+        "--dry-run", action="store_true", help="print the plan as a table and write nothing"
+    )
+    sync.set_defaults(handler=_sync_once)
+
+    crds = commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
+    crds.add_argument("--output-dir", type=Path, help="write one file per CRD there instead")
+    crds.set_defaults(handler=_crds)
 
     fake = commands.add_parser(
         "fake-egp", help="serve a local EGP API (GET /v5/models) for tests and demos"
@@ -56,8 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
+    if args.command != "run":  # `run` leaves logging to kopf
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         return int(args.handler(args))
     except (ValueError, OSError) as error:

@@ -39,6 +39,7 @@ class MirroredModel:
     labels: Mapping[str, str]
     status: Mapping[str, Any]
     creation_timestamp: str = ""
+    uid: str = ""
 
 
 @dataclass(frozen=True)

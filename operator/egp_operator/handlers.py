@@ -1,0 +1,127 @@
+"""kopf wiring only: startup settings, the EGPModel index, one daemon per EGPSource, probes.
+
+The work lives in `sync/`; this module decides when it runs. Peering keeps a second replica
+idle: each replica takes a distinct priority (random unless configured), the highest one
+works and the others pause until it goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from egp_operator.kube import KubeClient, load_configuration
+from egp_operator.resources.models import (
+    GROUP,
+    MODEL_PLURAL,
+    SOURCE_PLURAL,
+    VERSION,
+    EGPSourceSpec,
+    parse_duration,
+)
+from egp_operator.settings import Settings
+from egp_operator.sync.cycle import SourceSyncer, mirrored_from_object
+from egp_operator.sync.planner import MirroredModel
+
+log = logging.getLogger(__name__)
+
+ERROR_BACKOFF_START = 5.0
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    operator_settings = Settings()
+    settings.peering.name = operator_settings.peering_name
+    settings.peering.priority = (
+        operator_settings.priority
+        if operator_settings.priority is not None
+        else random.randint(1, 2**30)
+    )
+    settings.peering.mandatory = True
+    settings.posting.enabled = False  # our Events are about models, not about kopf's log
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    kube = KubeClient(load_configuration(), concurrency=operator_settings.kube_concurrency)
+    memo.kube = kube
+    memo.settings = operator_settings
+    memo.syncer = SourceSyncer(kube, operator_settings)
+    log.info("egp-operator starting with peering priority %d", settings.peering.priority)
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    kube: KubeClient | None = getattr(memo, "kube", None)
+    if kube is not None:
+        await kube.aclose()
+
+
+@kopf.index(GROUP, VERSION, MODEL_PLURAL)
+def egpmodels_by_source(
+    namespace: str | None, spec: Mapping[str, Any], body: Mapping[str, Any], **_: Any
+) -> dict[tuple[str, str], MirroredModel]:
+    """Every EGPModel by (namespace, source): a cycle reads this instead of LISTing."""
+    source = (spec.get("sourceRef") or {}).get("name", "")
+    return {(namespace or "", source): mirrored_from_object(_plain(body))}
+
+
+@kopf.daemon(GROUP, VERSION, SOURCE_PLURAL, cancellation_timeout=30.0)
+async def sync_source(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """One loop per EGPSource: a cycle at once, then every refreshInterval (with jitter), or
+    sooner with a growing backoff after a failure. Stops promptly when the source is deleted
+    or the operator pauses for a peer."""
+    index: kopf.Index[tuple[str, str], MirroredModel] = kwargs["egpmodels_by_source"]
+    syncer: SourceSyncer = memo.syncer
+    settings: Settings = memo.settings
+    failures = 0
+    while not stopped:
+        source = _plain(body)
+        interval = _refresh_interval(source)
+        if (source.get("spec") or {}).get("suspend"):
+            await syncer.mark_suspended(source)
+            await stopped.wait(interval)
+            continue
+        mirrored = list(index.get((namespace or "", name), []))
+        try:
+            report = await syncer.run_cycle(source, mirrored)
+        except Exception:  # a bug must not kill the loop for good; it is logged and retried
+            log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
+            report = None
+        failures = 0 if report is not None and report.outcome.ok else failures + 1
+        delay = interval if failures == 0 else _backoff(failures, settings)
+        jitter = settings.interval_jitter
+        await stopped.wait(delay * random.uniform(1 - jitter, 1 + jitter))
+
+
+def _refresh_interval(source: Mapping[str, Any]) -> float:
+    spec = source.get("spec") or {}
+    try:
+        interval = EGPSourceSpec.model_validate(spec).refresh
+    except ValueError:
+        interval = parse_duration("60s")
+    return float(interval.total_seconds())
+
+
+def _backoff(failures: int, settings: Settings) -> float:
+    delay = ERROR_BACKOFF_START * 2.0 ** (failures - 1)
+    return min(delay, settings.error_backoff_max_seconds)
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain-dict copy of a kopf body view, safe to keep and to validate."""
+    return {key: body[key] for key in body}

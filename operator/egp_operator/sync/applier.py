@@ -1,0 +1,183 @@
+"""Execute a plan against the Kubernetes API.
+
+Writes run concurrently (bounded by the client), each object's writes in order. Conflicts and
+vanished objects are converged, not fatal: a create that finds the object already there writes
+its status instead; an update or delete of an object that is gone is left to the next cycle,
+whose plan recreates it. Any other error is collected, and the cycle reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from egp_operator.kube import KubeClient, KubeError, core_path, custom_path
+from egp_operator.resources.models import (
+    API_VERSION,
+    GROUP,
+    MODEL_KIND,
+    MODEL_PLURAL,
+    SOURCE_KIND,
+    VERSION,
+)
+from egp_operator.sync.naming import short_hash
+from egp_operator.sync.planner import Create, Delete, Event, Plan, Update, timestamp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """The EGPSource that owns the mirrored models."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass
+class ApplyResult:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    events: int = 0
+    converged: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Applier:
+    def __init__(self, kube: KubeClient, *, reporter: str = "egp-operator") -> None:
+        self.kube = kube
+        self.reporter = reporter
+
+    async def apply(
+        self, plan: Plan, source: SourceIdentity, uids: dict[str, str], now: datetime
+    ) -> ApplyResult:
+        """`uids` maps object names to uids, for Events that `kubectl describe` finds."""
+        result = ApplyResult()
+        work: list[Awaitable[None]] = [
+            *(self._create(source, create, result) for create in plan.creates),
+            *(self._update(source, update, result) for update in plan.updates),
+            *(self._delete(source, delete, result) for delete in plan.deletes),
+            *(
+                self._event(source, event, uids.get(event.object_name), now, result)
+                for event in plan.events
+            ),
+        ]
+        await asyncio.gather(*work)
+        return result
+
+    def _path(self, source: SourceIdentity, name: str = "") -> str:
+        return custom_path(GROUP, VERSION, source.namespace, MODEL_PLURAL, name)
+
+    async def _create(self, source: SourceIdentity, create: Create, result: ApplyResult) -> None:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": MODEL_KIND,
+            "metadata": {
+                "name": create.name,
+                "namespace": source.namespace,
+                "labels": create.labels,
+                "ownerReferences": [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": SOURCE_KIND,
+                        "name": source.name,
+                        "uid": source.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": False,
+                    }
+                ],
+            },
+            "spec": {"sourceRef": {"name": source.name}, "modelID": create.model_id},
+        }
+        try:
+            await self.kube.create(self._path(source), body)
+            result.created += 1
+        except KubeError as error:
+            if not error.conflict:
+                result.errors.append(f"create {create.name}: {error}")
+                return
+            result.converged += 1  # already there (a lagging index): write its status below
+        await self._write_status(source, create.name, create.status, result)
+
+    async def _update(self, source: SourceIdentity, update: Update, result: ApplyResult) -> None:
+        try:
+            if update.labels is not None:
+                await self.kube.merge_patch(
+                    self._path(source, update.name), {"metadata": {"labels": update.labels}}
+                )
+        except KubeError as error:
+            self._note(error, f"label {update.name}", result)
+            return
+        if update.status is not None:
+            await self._write_status(source, update.name, update.status, result)
+        result.updated += 1
+
+    async def _write_status(
+        self, source: SourceIdentity, name: str, status: dict[str, Any], result: ApplyResult
+    ) -> None:
+        operations = [{"op": "add", "path": "/status", "value": status}]
+        try:
+            await self.kube.json_patch(f"{self._path(source, name)}/status", operations)
+        except KubeError as error:
+            self._note(error, f"status of {name}", result)
+
+    async def _delete(self, source: SourceIdentity, delete: Delete, result: ApplyResult) -> None:
+        try:
+            await self.kube.delete(self._path(source, delete.name))
+            result.deleted += 1
+            log.info("deleted EGPModel %s/%s: %s", source.namespace, delete.name, delete.reason)
+        except KubeError as error:
+            if not error.not_found:
+                result.errors.append(f"delete {delete.name}: {error}")
+
+    async def _event(
+        self,
+        source: SourceIdentity,
+        event: Event,
+        uid: str | None,
+        now: datetime,
+        result: ApplyResult,
+    ) -> None:
+        stamp = timestamp(now)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{event.object_name}.{short_hash(event.reason, stamp, length=12)}",
+                "namespace": source.namespace,
+            },
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": MODEL_KIND,
+                "name": event.object_name,
+                "namespace": source.namespace,
+                **({"uid": uid} if uid else {}),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": self.reporter},
+            "reportingComponent": self.reporter,
+        }
+        try:
+            await self.kube.create(core_path(source.namespace, "events"), body)
+            result.events += 1
+        except KubeError as error:
+            # An Event is a courtesy: losing one must not fail the cycle.
+            log.warning("could not post event %s on %s: %s", event.reason, event.object_name, error)
+
+    @staticmethod
+    def _note(error: KubeError, what: str, result: ApplyResult) -> None:
+        if error.not_found:
+            result.converged += 1  # deleted under us: the next cycle recreates it
+        else:
+            result.errors.append(f"{what}: {error}")

@@ -1,0 +1,245 @@
+"""One sync cycle of one EGPSource: credentials -> complete listing -> plan -> writes -> status.
+
+Used by the operator's daemon and by `egp-operator sync --once`. A cycle never prunes on a
+failed or partial listing: any EGP error ends it before planning, and the source's status says
+why.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pydantic
+from pydantic import SecretStr
+
+from egp_operator.egp import EGPClient, EGPError, IncompleteListingError
+from egp_operator.egp.client import RetryPolicy
+from egp_operator.kube import KubeClient, KubeError, core_path, custom_path
+from egp_operator.resources.models import (
+    GROUP,
+    MODEL_PLURAL,
+    SOURCE_PLURAL,
+    VERSION,
+    EGPSourceSpec,
+)
+from egp_operator.settings import Settings
+from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
+from egp_operator.sync.naming import SOURCE_LABEL, label_value
+from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
+from egp_operator.sync.source_status import CycleOutcome, source_status
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class CredentialsError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class CycleReport:
+    outcome: CycleOutcome
+    plan: Plan | None = None
+    applied: ApplyResult | None = None
+    egp_requests: int = 0
+    status_written: bool = False
+
+
+def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
+    """An EGPModel as the planner sees it (from the index or a LIST)."""
+    meta = obj.get("metadata", {})
+    return MirroredModel(
+        name=meta.get("name", ""),
+        model_id=str(obj.get("spec", {}).get("modelID", "")),
+        labels=dict(meta.get("labels") or {}),
+        status=dict(obj.get("status") or {}),
+        creation_timestamp=str(meta.get("creationTimestamp", "")),
+        uid=str(meta.get("uid", "")),
+    )
+
+
+async def list_mirrored(kube: KubeClient, namespace: str, source: str) -> list[MirroredModel]:
+    """The source's EGPModels by LIST, for one-off cycles that have no kopf index."""
+    path = custom_path(GROUP, VERSION, namespace, MODEL_PLURAL)
+    answer = await kube.get(path, params={"labelSelector": f"{SOURCE_LABEL}={label_value(source)}"})
+    items = answer.get("items", []) if isinstance(answer, dict) else []
+    return [
+        mirrored_from_object(item)
+        for item in items
+        if item.get("spec", {}).get("sourceRef", {}).get("name") == source
+    ]
+
+
+class SourceSyncer:
+    """Runs cycles for EGPSources against one Kubernetes client."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        settings: Settings,
+        *,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+        self.applier = Applier(kube)
+
+    async def run_cycle(
+        self,
+        source: Mapping[str, Any],
+        mirrored: Iterable[MirroredModel],
+        *,
+        dry_run: bool = False,
+    ) -> CycleReport:
+        meta = source["metadata"]
+        identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
+        try:
+            spec = EGPSourceSpec.model_validate(source.get("spec") or {})
+        except pydantic.ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            outcome = CycleOutcome(False, "InvalidSpec", f"Invalid spec: {problems}", False)
+            report = CycleReport(outcome)
+        else:
+            report = await self._mirror(identity, spec, list(mirrored), dry_run=dry_run)
+        if not dry_run:
+            report.status_written = await self._write_status(
+                identity, source.get("status") or {}, meta.get("generation"), report.outcome
+            )
+        return report
+
+    async def mark_suspended(self, source: Mapping[str, Any]) -> None:
+        """Say in the status that the source is suspended; EGP is not called."""
+        meta = source["metadata"]
+        identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
+        previous = source.get("status") or {}
+        conditions: list[Mapping[str, Any]] = previous.get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+        outcome = CycleOutcome(
+            False,
+            "Suspended",
+            "spec.suspend is true: EGP is not called and nothing is mirrored",
+            ready.get("status") == "True",
+        )
+        await self._write_status(identity, previous, meta.get("generation"), outcome)
+
+    async def _mirror(
+        self,
+        source: SourceIdentity,
+        spec: EGPSourceSpec,
+        mirrored: list[MirroredModel],
+        *,
+        dry_run: bool,
+    ) -> CycleReport:
+        try:
+            api_key = await self._read_api_key(source.namespace, spec)
+        except CredentialsError as error:
+            return CycleReport(CycleOutcome(False, error.reason, error.message, False))
+        client = EGPClient(
+            base_url=spec.base_url,
+            api_key=api_key,
+            account_id=spec.account_id,
+            timeout=self.settings.egp_timeout_seconds,
+            retry=RetryPolicy(max_retries=self.settings.egp_max_retries),
+            verify=self.settings.egp_ca_file or self.settings.egp_verify_tls,
+        )
+        async with client:
+            try:
+                listing = await client.list_models(
+                    page_size=spec.page_size, model_vendor=spec.model_vendor
+                )
+            except EGPError as error:
+                answered = isinstance(error, IncompleteListingError)
+                reason = error.reason
+                log.warning("EGPSource %s/%s: %s", source.namespace, source.name, error.message)
+                return CycleReport(
+                    CycleOutcome(False, reason, error.message, answered),
+                    egp_requests=client.requests_sent,
+                )
+        now = self.clock()
+        policy = SourcePolicy(source.namespace, source.name, spec.deletion_policy, spec.grace)
+        the_plan = plan(listing.models, mirrored, policy, now)
+        report = CycleReport(
+            CycleOutcome(
+                True,
+                "Synced",
+                f"Mirrored {len(listing.models)} models",
+                True,
+                the_plan.phase_counts,
+            ),
+            plan=the_plan,
+            egp_requests=listing.requests,
+        )
+        if dry_run or the_plan.is_empty:
+            return report
+        uids = {m.name: m.uid for m in mirrored}
+        report.applied = await self.applier.apply(the_plan, source, uids, now)
+        if report.applied.errors:
+            first = report.applied.errors[0]
+            count = len(report.applied.errors)
+            report.outcome = CycleOutcome(
+                False,
+                "WriteFailed",
+                f"{count} Kubernetes write(s) failed; first: {first}",
+                True,
+                the_plan.phase_counts,
+            )
+        return report
+
+    async def _read_api_key(self, namespace: str, spec: EGPSourceSpec) -> SecretStr:
+        ref = spec.credentials_secret_ref
+        try:
+            secret = await self.kube.get(core_path(namespace, "secrets", ref.name))
+        except KubeError as error:
+            reason = "SecretNotFound" if error.not_found else "SecretUnreadable"
+            raise CredentialsError(reason, f"Secret {ref.name}: {error.reason}") from None
+        encoded = (secret.get("data") or {}).get(ref.key)
+        if not encoded:
+            raise CredentialsError("SecretKeyNotFound", f"Secret {ref.name} has no key {ref.key!r}")
+        try:
+            value = base64.b64decode(encoded).decode().strip()
+        except (binascii.Error, UnicodeDecodeError):
+            raise CredentialsError(
+                "SecretKeyInvalid", f"Secret {ref.name} key {ref.key!r} is not text"
+            ) from None
+        if not value:
+            raise CredentialsError(
+                "SecretKeyNotFound", f"Secret {ref.name} key {ref.key!r} is empty"
+            )
+        return SecretStr(value)
+
+    async def _write_status(
+        self,
+        source: SourceIdentity,
+        previous: Mapping[str, Any],
+        generation: int | None,
+        outcome: CycleOutcome,
+    ) -> bool:
+        status = source_status(
+            previous,
+            outcome,
+            generation=generation,
+            now=self.clock(),
+            heartbeat=timedelta(seconds=self.settings.status_heartbeat_seconds),
+        )
+        if status is None:
+            return False
+        path = custom_path(GROUP, VERSION, source.namespace, SOURCE_PLURAL, source.name)
+        try:
+            await self.kube.merge_patch(f"{path}/status", {"status": status})
+        except KubeError as error:
+            log.warning("could not write the status of EGPSource %s: %s", source.name, error)
+            return False
+        return True

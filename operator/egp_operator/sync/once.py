@@ -1,0 +1,67 @@
+"""`egp-operator sync --once`: one cycle of one EGPSource outside the operator, for debugging
+and for seeing what the operator would do (`--dry-run` prints the plan and writes nothing)."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from egp_operator.kube import KubeClient, KubeError, custom_path, load_configuration
+from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
+from egp_operator.settings import Settings
+from egp_operator.sync.cycle import CycleReport, SourceSyncer, list_mirrored
+
+
+async def sync_once(source_name: str, *, namespace: str, dry_run: bool, out: TextIO) -> int:
+    settings = Settings()
+    kube = KubeClient(load_configuration(), concurrency=settings.kube_concurrency)
+    try:
+        try:
+            source = await kube.get(
+                custom_path(GROUP, VERSION, namespace, SOURCE_PLURAL, source_name)
+            )
+        except KubeError as error:
+            out.write(f"EGPSource {namespace}/{source_name}: {error}\n")
+            return 1
+        mirrored = await list_mirrored(kube, namespace, source_name)
+        report = await SourceSyncer(kube, settings).run_cycle(source, mirrored, dry_run=dry_run)
+    finally:
+        await kube.aclose()
+    out.write(render_report(report, dry_run=dry_run))
+    return 0 if report.outcome.ok else 1
+
+
+def render_report(report: CycleReport, *, dry_run: bool) -> str:
+    """A readable table of the plan, then the outcome."""
+    lines: list[str] = []
+    the_plan = report.plan
+    if the_plan is not None:
+        rows = [("ACTION", "OBJECT", "MODEL ID", "DETAIL")]
+        rows += [("create", c.name, c.model_id, c.status["phase"]) for c in the_plan.creates]
+        for update in the_plan.updates:
+            changed = [
+                what
+                for what, new in (("labels", update.labels), ("status", update.status))
+                if new is not None
+            ]
+            phase = update.status["phase"] if update.status else ""
+            rows.append(("update", update.name, update.model_id, f"{'+'.join(changed)} {phase}"))
+        rows += [("delete", d.name, d.model_id, d.reason) for d in the_plan.deletes]
+        rows += [("event", e.object_name, "", f"{e.type} {e.reason}") for e in the_plan.events]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines += [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
+        counts = ", ".join(f"{phase}={n}" for phase, n in the_plan.phase_counts.items() if n)
+        lines.append(f"models by phase: {counts or 'none'}")
+    verb = "would be written (dry run)" if dry_run else "written"
+    if the_plan is not None and the_plan.is_empty:
+        lines.append("nothing to write: the mirror is up to date")
+    elif the_plan is not None:
+        lines.append(
+            f"{len(the_plan.creates)} create(s), {len(the_plan.updates)} update(s), "
+            f"{len(the_plan.deletes)} delete(s) {verb}"
+        )
+    outcome = report.outcome
+    lines.append(f"outcome: {outcome.reason}: {outcome.message}")
+    return "\n".join(lines) + "\n"

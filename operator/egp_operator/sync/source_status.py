@@ -1,0 +1,91 @@
+"""What an EGPSource's status should say after a cycle; pure, so its rules are unit-tested.
+
+`Ready` says whether the account answers, `Synced` whether the last cycle completed. The status
+is written only when it changes, or when `lastSyncTime` is older than the heartbeat, so a
+steady state costs no writes while staleness stays visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from egp_operator.resources.models import Phase
+from egp_operator.sync.planner import timestamp
+from egp_operator.sync.rendering import READY, SYNCED, condition
+
+_TIMES = ("lastSyncTime", "lastSuccessfulSyncTime")
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    """How a cycle ended. `reason` is a stable CamelCase word; `account_answered` is False when
+    EGP could not be asked or refused (credentials, network, auth)."""
+
+    ok: bool
+    reason: str
+    message: str
+    account_answered: bool
+    phase_counts: Mapping[Phase, int] | None = None
+
+
+def source_status(
+    previous: Mapping[str, Any],
+    outcome: CycleOutcome,
+    *,
+    generation: int | None,
+    now: datetime,
+    heartbeat: timedelta,
+) -> dict[str, Any] | None:
+    """The new status, or None when writing it would change nothing worth a write."""
+    stamp = timestamp(now)
+    conditions = previous.get("conditions") or []
+    ready = condition(
+        READY,
+        outcome.account_answered,
+        "AccountReachable" if outcome.account_answered else outcome.reason,
+        "EGP answered the listing" if outcome.account_answered else outcome.message,
+        now=stamp,
+        previous=conditions,
+    )
+    synced = condition(
+        SYNCED, outcome.ok, outcome.reason, outcome.message, now=stamp, previous=conditions
+    )
+    status: dict[str, Any] = {
+        "conditions": [ready, synced],
+        "models": _counts(outcome.phase_counts) if outcome.phase_counts else previous.get("models"),
+        "observedGeneration": generation,
+        "lastSyncTime": stamp,
+        "lastSuccessfulSyncTime": stamp if outcome.ok else previous.get("lastSuccessfulSyncTime"),
+        "message": None if outcome.ok else outcome.message,
+    }
+    if _without_times(status) == _without_times(previous) and not _heartbeat_due(
+        previous, now, heartbeat
+    ):
+        return None
+    return status
+
+
+def _counts(phase_counts: Mapping[Phase, int]) -> dict[str, int]:
+    return {
+        "total": sum(phase_counts.values()),
+        "ready": phase_counts.get("Ready", 0),
+        "deploying": phase_counts.get("Deploying", 0),
+        "failed": phase_counts.get("Failed", 0),
+        "deploymentTimeout": phase_counts.get("DeploymentTimeout", 0),
+        "unknown": phase_counts.get("Unknown", 0),
+        "missing": phase_counts.get("Missing", 0),
+    }
+
+
+def _without_times(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k not in _TIMES and v is not None}
+
+
+def _heartbeat_due(previous: Mapping[str, Any], now: datetime, heartbeat: timedelta) -> bool:
+    last = previous.get("lastSyncTime")
+    if not last:
+        return True
+    return now - datetime.fromisoformat(str(last).replace("Z", "+00:00")) >= heartbeat

@@ -1,0 +1,83 @@
+"""The EGPSource status says whether the account answers and whether the last cycle completed,
+and is rewritten only when it changes or its heartbeat is due."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from egp_operator.sync.source_status import CycleOutcome, source_status
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+HEARTBEAT = timedelta(minutes=5)
+OK = CycleOutcome(True, "Synced", "Mirrored 2 models", True, {"Ready": 1, "Failed": 1})
+
+
+def conditions(status: dict[str, object]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}  # type: ignore[attr-defined, index]
+
+
+def test_a_good_cycle_is_ready_and_synced_with_counts() -> None:
+    status = source_status({}, OK, generation=3, now=T0, heartbeat=HEARTBEAT)
+
+    assert status is not None
+    assert conditions(status) == {
+        "Ready": ("True", "AccountReachable"),
+        "Synced": ("True", "Synced"),
+    }
+    assert status["models"] == {
+        "total": 2,
+        "ready": 1,
+        "deploying": 0,
+        "failed": 1,
+        "deploymentTimeout": 0,
+        "unknown": 0,
+        "missing": 0,
+    }
+    assert status["observedGeneration"] == 3
+    assert status["lastSuccessfulSyncTime"] == status["lastSyncTime"] == "2026-11-28T12:00:00Z"
+    assert status["message"] is None
+
+
+def test_an_unchanged_status_is_not_rewritten_until_the_heartbeat() -> None:
+    first = source_status({}, OK, generation=1, now=T0, heartbeat=HEARTBEAT)
+    assert first is not None
+
+    soon = source_status(
+        first, OK, generation=1, now=T0 + timedelta(minutes=1), heartbeat=HEARTBEAT
+    )
+    due = source_status(first, OK, generation=1, now=T0 + timedelta(minutes=5), heartbeat=HEARTBEAT)
+
+    assert soon is None
+    assert due is not None
+    assert due["lastSyncTime"] == "2026-11-28T12:05:00Z"
+
+
+def test_an_auth_failure_keeps_counts_and_last_success_and_says_why() -> None:
+    good = source_status({}, OK, generation=1, now=T0, heartbeat=HEARTBEAT)
+    assert good is not None
+    failed = CycleOutcome(False, "AuthenticationFailed", "EGP answered 401", False)
+
+    status = source_status(
+        good, failed, generation=1, now=T0 + timedelta(minutes=1), heartbeat=HEARTBEAT
+    )
+
+    assert status is not None
+    assert conditions(status) == {
+        "Ready": ("False", "AuthenticationFailed"),
+        "Synced": ("False", "AuthenticationFailed"),
+    }
+    assert status["models"] == good["models"]
+    assert status["lastSuccessfulSyncTime"] == "2026-11-28T12:00:00Z"
+    assert status["message"] == "EGP answered 401"
+
+
+def test_an_incomplete_listing_means_the_account_answered_but_nothing_synced() -> None:
+    outcome = CycleOutcome(False, "IncompleteListing", "failed on page 3", True)
+
+    status = source_status({}, outcome, generation=1, now=T0, heartbeat=HEARTBEAT)
+
+    assert status is not None
+    assert conditions(status) == {
+        "Ready": ("True", "AccountReachable"),
+        "Synced": ("False", "IncompleteListing"),
+    }
