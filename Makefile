@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast kube-bins cluster-up cluster-down clean
+.PHONY: help venv lint format test test-fast kube-bins cluster-up cluster-down demo demo-down crds clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
 	@echo "make test-fast     unit and integration tests only (no Kubernetes control plane)"
+	@echo "make demo          the whole product on loopback: control plane, local EGP, operator"
+	@echo "make demo-down     stop the demo"
 	@echo "make cluster-up    start kube-apiserver + etcd + kube-controller-manager on loopback"
 	@echo "make cluster-down  stop them"
 
@@ -47,6 +49,16 @@ cluster-up: venv kube-bins
 
 cluster-down: venv
 	$(BIN)/python -m egp_operator.testing.cluster down --dir "$(EGP_CLUSTER_DIR)"
+
+demo: venv kube-bins
+	$(BIN)/python -m egp_operator.testing.demo up --dir "$(EGP_CLUSTER_DIR)/demo"
+
+demo-down: venv
+	$(BIN)/python -m egp_operator.testing.demo down --dir "$(EGP_CLUSTER_DIR)/demo"
+
+# The CRDs are generated from the pydantic models; a unit test fails when crds/ drifts.
+crds: venv
+	$(BIN)/egp-operator crds --output-dir crds
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info operator/*.egg-info
