@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from egp_operator.testing.cluster import ClusterError, LocalControlPlane, find_bin_dir
+
+from .polling import eventually
 
 E2E_DIR = Path(__file__).parent
 
@@ -65,3 +68,42 @@ def namespace(api: Any) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+# ---- the operator's CRDs -------------------------------------------------------------------
+
+CRDS_DIR = E2E_DIR.parents[1] / "crds"
+
+
+@pytest.fixture(scope="session")
+def crds_installed(control_plane: LocalControlPlane) -> list[str]:
+    """Every CRD under `crds/` (what users install: the generated EGPSource and EGPModel, and
+    kopf's peering), server-side applied once per session; returns their names once all are
+    Established. The files, not the generator: a unit test keeps the two equal."""
+    crds = [
+        document
+        for path in sorted(CRDS_DIR.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document and document.get("kind") == "CustomResourceDefinition"
+    ]
+    names = [crd["metadata"]["name"] for crd in crds]
+    with control_plane.api_client() as api:
+        ext = client.ApiextensionsV1Api(api)
+        for crd in crds:
+            ext.patch_custom_resource_definition(
+                crd["metadata"]["name"],
+                crd,
+                field_manager="egp-e2e",
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+
+        def established(name: str) -> bool:
+            conditions = ext.read_custom_resource_definition(name).status.conditions or []
+            return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        eventually(
+            lambda: all(established(name) for name in names),
+            what=f"CRDs {', '.join(names)} to be established",
+        )
+    return names

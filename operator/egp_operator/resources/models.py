@@ -25,7 +25,7 @@ MODEL_PLURAL: Final = "egpmodels"
 
 MIN_REFRESH_INTERVAL: Final = timedelta(seconds=10)
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -66,22 +66,68 @@ class _Resource(BaseModel):
 class SecretKeyRef(_Resource):
     """A key of a Secret in the EGPSource's own namespace."""
 
-    name: str = Field(min_length=1, max_length=253)
-    key: str = Field(default="apiKey", min_length=1, max_length=253)
+    name: str = Field(min_length=1, max_length=253, description="The Secret's name.")
+    key: str = Field(
+        default="apiKey",
+        min_length=1,
+        max_length=253,
+        description="The key in the Secret's data that holds the EGP API key.",
+    )
 
 
 class EGPSourceSpec(_Resource):
     """One connection to one EGP account: the anchor of a sync loop."""
 
-    base_url: str = Field(default=DEFAULT_BASE_URL, alias="baseURL", pattern=r"^https?://")
-    account_id: str | None = Field(default=None, alias="accountID")
-    credentials_secret_ref: SecretKeyRef = Field(alias="credentialsSecretRef")
-    model_vendor: str | None = Field(default=None, alias="modelVendor")
-    refresh_interval: Duration = Field(default="60s", alias="refreshInterval")
-    page_size: int = Field(default=500, ge=1, le=1000, alias="pageSize")
-    deletion_policy: DeletionPolicy = Field(default="Retain", alias="deletionPolicy")
-    missing_grace_period: Duration = Field(default="1h", alias="missingGracePeriod")
-    suspend: bool = False
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        alias="baseURL",
+        pattern=r"^https?://",
+        description="The EGP API's base URL.",
+    )
+    account_id: str | None = Field(
+        default=None,
+        alias="accountID",
+        description="The EGP account whose models are mirrored, sent as x-selected-account-id;"
+        " unset: the API key's default account.",
+    )
+    credentials_secret_ref: SecretKeyRef = Field(
+        alias="credentialsSecretRef",
+        description="The Secret, in this namespace, holding the EGP API key.",
+    )
+    model_vendor: str | None = Field(
+        default=None,
+        alias="modelVendor",
+        description="Mirror only the models of this vendor (e.g. openai, launch); unset: all.",
+    )
+    refresh_interval: Duration = Field(
+        default="60s",
+        alias="refreshInterval",
+        description="How often the account's models are listed: a duration such as 30s, 5m or"
+        " 1h30m, at least 10s.",
+    )
+    page_size: int = Field(
+        default=500,
+        ge=1,
+        le=1000,
+        alias="pageSize",
+        description="How many models to ask for per page of GET /v5/models.",
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default="Retain",
+        alias="deletionPolicy",
+        description="What happens to the EGPModel of a model that vanished upstream: Retain"
+        " keeps it, in phase Missing; Delete deletes it once missing for missingGracePeriod.",
+    )
+    missing_grace_period: Duration = Field(
+        default="1h",
+        alias="missingGracePeriod",
+        description="How long a model must stay missing upstream before deletionPolicy Delete"
+        " deletes its EGPModel: a duration such as 30s, 5m or 1h30m.",
+    )
+    suspend: bool = Field(
+        default=False,
+        description="While true, nothing is listed, created, updated or deleted.",
+    )
 
     @property
     def refresh(self) -> timedelta:
@@ -95,67 +141,147 @@ class EGPSourceSpec(_Resource):
 class Condition(_Resource):
     """A standard Kubernetes condition (metav1.Condition)."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    last_transition_time: str = Field(alias="lastTransitionTime")
-    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    type: str = Field(description="The aspect this condition reports on: Ready or Synced.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="Why, as one CamelCase word.")
+    message: str = Field(default="", description="Why, for humans.")
+    last_transition_time: str = Field(
+        alias="lastTransitionTime",
+        description="When status last changed (RFC 3339).",
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        description="The metadata.generation this condition was computed from.",
+    )
 
 
 class ModelCounts(_Resource):
     """How many mirrored models are in each phase."""
 
-    total: int = 0
-    ready: int = 0
-    deploying: int = 0
-    failed: int = 0
-    deployment_timeout: int = Field(default=0, alias="deploymentTimeout")
-    unknown: int = 0
-    missing: int = 0
+    total: int = Field(default=0, description="Every mirrored model, whatever its phase.")
+    ready: int = Field(default=0, description="Models in phase Ready.")
+    deploying: int = Field(default=0, description="Models in phase Deploying.")
+    failed: int = Field(default=0, description="Models in phase Failed.")
+    deployment_timeout: int = Field(
+        default=0, alias="deploymentTimeout", description="Models in phase DeploymentTimeout."
+    )
+    unknown: int = Field(default=0, description="Models in phase Unknown.")
+    missing: int = Field(default=0, description="Models in phase Missing.")
 
 
 class EGPSourceStatus(_Resource):
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready: the account answers. Synced: the last sync cycle completed.",
+    )
     models: ModelCounts | None = None
-    last_sync_time: str | None = Field(default=None, alias="lastSyncTime")
-    last_successful_sync_time: str | None = Field(default=None, alias="lastSuccessfulSyncTime")
-    observed_generation: int | None = Field(default=None, alias="observedGeneration")
-    message: str | None = None
+    last_sync_time: str | None = Field(
+        default=None,
+        alias="lastSyncTime",
+        description="When the last sync cycle ended, whether it succeeded or not (RFC 3339).",
+    )
+    last_successful_sync_time: str | None = Field(
+        default=None,
+        alias="lastSuccessfulSyncTime",
+        description="When the last complete sync cycle ended (RFC 3339).",
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        description="The metadata.generation of the spec the last sync cycle used.",
+    )
+    message: str | None = Field(default=None, description="Why the last sync cycle failed.")
 
 
 class SourceRef(_Resource):
-    name: str = Field(min_length=1, max_length=253)
+    name: str = Field(
+        min_length=1, max_length=253, description="The EGPSource's name, in this namespace."
+    )
 
 
 class EGPModelSpec(_Resource):
     """Identity only; everything observed lives in status."""
 
-    source_ref: SourceRef = Field(alias="sourceRef")
-    model_id: str = Field(alias="modelID", min_length=1, max_length=253)
+    source_ref: SourceRef = Field(
+        alias="sourceRef", description="The EGPSource this model is mirrored from; immutable."
+    )
+    model_id: str = Field(
+        alias="modelID",
+        min_length=1,
+        max_length=253,
+        description="The model's id in EGP; immutable.",
+    )
 
 
 class CreatedBy(_Resource):
-    user_id: str | None = Field(default=None, alias="userID")
-    identity_type: str | None = Field(default=None, alias="identityType")
+    user_id: str | None = Field(
+        default=None, alias="userID", description="created_by_user_id, as EGP sent it."
+    )
+    identity_type: str | None = Field(
+        default=None,
+        alias="identityType",
+        description="created_by_identity_type, as EGP sent it.",
+    )
 
 
 class EGPModelStatus(_Resource):
     """What was last seen upstream, and what it means for Kubernetes."""
 
-    phase: Phase | None = None
-    name: str | None = None
-    vendor: str | None = None
-    type: str | None = None
-    status: str | None = None
-    status_reason: str | None = Field(default=None, alias="statusReason")
-    availability: str | None = None
-    created_at: str | None = Field(default=None, alias="createdAt")
-    created_by: CreatedBy | None = Field(default=None, alias="createdBy")
-    vendor_configuration: JsonValue = Field(default=None, alias="vendorConfiguration")
-    model_metadata: JsonValue = Field(default=None, alias="modelMetadata")
-    extra_fields: dict[str, JsonValue] | None = Field(default=None, alias="extraFields")
-    truncated_fields: list[str] | None = Field(default=None, alias="truncatedFields")
-    missing_since: str | None = Field(default=None, alias="missingSince")
-    last_sync_time: str | None = Field(default=None, alias="lastSyncTime")
-    conditions: list[Condition] = Field(default_factory=list)
+    phase: Phase | None = Field(
+        default=None,
+        description="The upstream status in Kubernetes terms; Unknown for an upstream status this"
+        " version does not know, Missing when the model vanished upstream.",
+    )
+    name: str | None = Field(default=None, description="The model's name in EGP.")
+    vendor: str | None = Field(default=None, description="model_vendor, as EGP sent it.")
+    type: str | None = Field(default=None, description="model_type, as EGP sent it.")
+    status: str | None = Field(default=None, description="The upstream status, as EGP sent it.")
+    status_reason: str | None = Field(
+        default=None, alias="statusReason", description="status_reason, as EGP sent it."
+    )
+    availability: str | None = Field(
+        default=None, description="model_availability, as EGP sent it."
+    )
+    created_at: str | None = Field(
+        default=None, alias="createdAt", description="created_at, as EGP sent it."
+    )
+    created_by: CreatedBy | None = Field(
+        default=None, alias="createdBy", description="Who created the model in EGP."
+    )
+    vendor_configuration: JsonValue = Field(
+        default=None,
+        alias="vendorConfiguration",
+        description="vendor_configuration, as EGP sent it (free-form), with the values of"
+        " model_image.env_vars masked by default.",
+    )
+    model_metadata: JsonValue = Field(
+        default=None,
+        alias="modelMetadata",
+        description="model_metadata, as EGP sent it (free-form).",
+    )
+    extra_fields: dict[str, JsonValue] | None = Field(
+        default=None,
+        alias="extraFields",
+        description="Fields EGP sent that this version does not know, by name.",
+    )
+    truncated_fields: list[str] | None = Field(
+        default=None,
+        alias="truncatedFields",
+        description="The fields cut short so that the object stays within a safe size.",
+    )
+    missing_since: str | None = Field(
+        default=None,
+        alias="missingSince",
+        description="When the model was first found missing upstream (RFC 3339).",
+    )
+    last_sync_time: str | None = Field(
+        default=None,
+        alias="lastSyncTime",
+        description="When this status was last compared with EGP (RFC 3339).",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready: True only while the upstream status is ready (reason: the phase)."
+        " Synced: the last sync cycle saw this model.",
+    )
