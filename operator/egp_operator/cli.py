@@ -34,12 +34,15 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     import egp_operator.handlers  # noqa: F401 - registers the handlers with kopf
+    from egp_operator.settings import Settings
 
+    settings = Settings()
+    port = args.liveness_port if args.liveness_port is not None else settings.liveness_port
     kopf.configure(verbose=args.verbose, log_prefix=True)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
-        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz",
+        liveness_endpoint=f"http://{settings.probe_host}:{port}/healthz",
     )
     return 0
 
@@ -78,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="serve only this namespace (repeatable); all namespaces when omitted",
     )
-    run.add_argument("--liveness-port", type=int, default=8081)
+    run.add_argument(
+        "--liveness-port", type=int, help="port of /healthz (default 8081, or the setting)"
+    )
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(handler=_run)
 

@@ -24,7 +24,7 @@ from egp_operator.resources.models import (
     parse_duration,
 )
 from egp_operator.settings import Settings
-from egp_operator.sync.cycle import SourceSyncer, mirrored_from_object
+from egp_operator.sync.cycle import CycleReport, SourceSyncer, mirrored_from_object
 from egp_operator.sync.planner import MirroredModel
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,32 @@ async def sync_source(
         except Exception:  # a bug must not kill the loop for good; it is logged and retried
             log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
             report = None
+        if report is not None:
+            _log_cycle(namespace or "", name, report)
         failures = 0 if report is not None and report.outcome.ok else failures + 1
         delay = interval if failures == 0 else _backoff(failures, settings)
         jitter = settings.interval_jitter
         await stopped.wait(delay * random.uniform(1 - jitter, 1 + jitter))
+
+
+def _log_cycle(namespace: str, name: str, report: CycleReport) -> None:
+    outcome = report.outcome
+    applied = report.applied
+    writes = (
+        f"{applied.created} created, {applied.updated} updated, {applied.deleted} deleted"
+        if applied
+        else "no writes"
+    )
+    level = logging.INFO if outcome.ok else logging.WARNING
+    log.log(
+        level,
+        "cycle of EGPSource %s/%s: %s (%s); %s",
+        namespace,
+        name,
+        outcome.reason,
+        outcome.message,
+        writes,
+    )
 
 
 def _refresh_interval(source: Mapping[str, Any]) -> float:

@@ -27,4 +27,5 @@ class Settings(BaseSettings):
         default=None,
         description="kopf peering priority; unset picks a random one so replicas never tie",
     )
-    liveness_port: int = 8081
+    probe_host: str = Field(default="0.0.0.0", description="where /healthz listens")  # noqa: S104
+    liveness_port: int = Field(default=8081, ge=0, le=65535)

@@ -16,8 +16,12 @@ import yaml
 from kubernetes import client
 
 from egp_operator.testing.cluster import ClusterError, LocalControlPlane, find_bin_dir
+from egp_operator.testing.fake_egp import FakeEGPServer
+from tests.e2e.harness import Mirror, OperatorProcess
+from tests.e2e.polling import eventually
 
-from .polling import eventually
+EGP_KEY = "sk-e2e-7c1f0b5a9d3e"
+EGP_ACCOUNT = "acct-e2e"
 
 E2E_DIR = Path(__file__).parent
 
@@ -107,3 +111,52 @@ def crds_installed(control_plane: LocalControlPlane) -> list[str]:
             what=f"CRDs {', '.join(names)} to be established",
         )
     return names
+
+
+@pytest.fixture(scope="session")
+def peering(control_plane: LocalControlPlane, crds_installed: list[str]) -> str:
+    """The ClusterKopfPeering the operator's replicas meet in."""
+    with control_plane.api_client() as api_client:
+        client.CustomObjectsApi(api_client).create_cluster_custom_object(
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": "egp-operator"},
+            },
+        )
+    return "egp-operator"
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: LocalControlPlane, peering: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One replica of the operator, cluster-wide, as `egp-operator run` runs in production.
+    The status heartbeat is long so that a steady state is truly write-free in a test."""
+    log_file = tmp_path_factory.mktemp("operator") / "operator.log"
+    replica = OperatorProcess(control_plane.kubeconfig, log_file, status_heartbeat_seconds="3600")
+    try:
+        eventually(
+            lambda: "Resuming operations" in replica.log() or "cycle of" in replica.log(),
+            timeout=60,
+            what="the operator to start",
+        )
+        yield replica
+    finally:
+        replica.stop()
+        print(replica.log()[-5000:])
+
+
+@pytest.fixture
+def egp() -> Iterator[FakeEGPServer]:
+    """A local EGP server for one test."""
+    with FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as server:
+        yield server
+
+
+@pytest.fixture
+def mirror(api: Any, namespace: str) -> Mirror:
+    return Mirror(api, namespace)

@@ -134,6 +134,10 @@ class Demo:
         )
 
         _say("Starting the operator")
+        self.env |= {
+            "EGP_OPERATOR_PROBE_HOST": "127.0.0.1",
+            "EGP_OPERATOR_LIVENESS_PORT": str(_free_port()),
+        }
         self.background("operator", [sys.executable, "-m", "egp_operator.cli", "run"])
 
         _say("Creating a Secret with the API key and an EGPSource")

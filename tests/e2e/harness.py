@@ -1,0 +1,125 @@
+"""The operator as in production, for e2e tests: `egp-operator run` in its own process against
+the real API server, plus helpers to read what it mirrored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """One replica of the operator; its log is kept in a file for assertions and debugging."""
+
+    def __init__(self, kubeconfig: Path, log_file: Path, **settings: str) -> None:
+        self.log_file = log_file
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        settings = {"probe_host": "127.0.0.1", "liveness_port": str(free_port()), **settings}
+        env.update({f"EGP_OPERATOR_{key.upper()}": value for key, value in settings.items()})
+        self._log = log_file.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "egp_operator.cli", "run"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+class Mirror:
+    """Reads and writes the egp-operator.io resources of one namespace."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+
+    def models(self) -> list[dict[str, Any]]:
+        answer = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, MODEL_PLURAL
+        )
+        items: list[dict[str, Any]] = answer["items"]
+        return items
+
+    def by_model_id(self) -> dict[str, dict[str, Any]]:
+        return {item["spec"]["modelID"]: item for item in self.models()}
+
+    def source(self, name: str) -> dict[str, Any]:
+        source: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, SOURCE_PLURAL, name
+        )
+        return source
+
+    def source_condition(self, name: str, type_: str) -> dict[str, Any]:
+        conditions = self.source(name).get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == type_), {})
+
+    def create_source(self, name: str, base_url: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "EGPSource",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {
+                "baseURL": base_url,
+                "credentialsSecretRef": {"name": f"{name}-credentials"},
+                "refreshInterval": "10s",
+                **spec,
+            },
+        }
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, SOURCE_PLURAL, body
+        )
+        return created
+
+    def patch_source_spec(self, name: str, **spec: Any) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, SOURCE_PLURAL, name, {"spec": spec}
+        )
+
+    def create_secret(self, name: str, api_key: str) -> None:
+        self.core.create_namespaced_secret(
+            self.namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name), string_data={"apiKey": api_key}
+            ),
+        )
+
+    def events_for(self, object_name: str) -> list[Any]:
+        events = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={object_name}"
+        )
+        return list(events.items)
+
+    def resource_versions(self) -> dict[str, str]:
+        return {m["metadata"]["name"]: m["metadata"]["resourceVersion"] for m in self.models()}

@@ -1,0 +1,330 @@
+"""The operator, running as in production, keeps EGPModels equal to the EGP account."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from egp_operator.sync.rendering import PHASE_BY_STATUS
+from egp_operator.testing.cluster import LocalControlPlane
+from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
+from tests.e2e.conftest import EGP_ACCOUNT, EGP_KEY
+from tests.e2e.harness import Mirror, OperatorProcess
+from tests.e2e.polling import eventually
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+INTERVAL = 10  # seconds: the smallest refreshInterval a source may ask for
+ONE_CYCLE = INTERVAL * 2 + 10  # an interval with its jitter, plus the cycle itself
+
+
+def start_source(mirror: Mirror, egp: FakeEGPServer, name: str = "src", **spec: Any) -> None:
+    mirror.create_secret(f"{name}-credentials", EGP_KEY)
+    mirror.create_source(name, egp.url, accountID=EGP_ACCOUNT, **spec)
+
+
+def wait_mirrored(mirror: Mirror, count: int) -> dict[str, dict[str, Any]]:
+    def complete() -> dict[str, dict[str, Any]] | None:
+        models = mirror.by_model_id()
+        done = len(models) == count and all(
+            m.get("status", {}).get("phase") for m in models.values()
+        )
+        return models if done else None
+
+    return eventually(complete, timeout=120, interval=0.5, what=f"{count} mirrored models")
+
+
+def phase(mirror: Mirror, model_id: str) -> str | None:
+    model = mirror.by_model_id().get(model_id)
+    return model.get("status", {}).get("phase") if model else None
+
+
+def ready_condition(model: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in model["status"]["conditions"] if c["type"] == "Ready")
+
+
+def list_walks(egp: FakeEGPServer) -> int:
+    """Complete walks the server has answered: first pages without a cursor."""
+    return sum(
+        1
+        for r in egp.recent_requests()
+        if r["endpoint"] == "list" and r["status"] == 200 and "starting_after" not in r["query"]
+    )
+
+
+def test_a_new_source_mirrors_every_model_with_phase_columns_and_ready(
+    egp: FakeEGPServer, mirror: Mirror, control_plane: LocalControlPlane, kube_bin_dir: Path
+) -> None:
+    upstream = generate_models(250, seed=42)
+    egp.add_models(upstream)
+
+    start_source(mirror, egp, pageSize=100)
+    mirrored = wait_mirrored(mirror, 250)
+
+    for model in upstream:
+        status = mirrored[model["id"]]["status"]
+        assert status["phase"] == PHASE_BY_STATUS[model["status"]]
+        assert (status["name"], status["vendor"], status["type"], status["status"]) == (
+            model["name"],
+            model["model_vendor"],
+            model["model_type"],
+            model["status"],
+        )
+        ready = ready_condition(mirrored[model["id"]])
+        assert ready["status"] == ("True" if model["status"] == "ready" else "False")
+    source = eventually(
+        lambda: mirror.source("src").get("status", {}).get("models"), what="source counts"
+    )
+    assert source["total"] == 250
+    assert source["ready"] == sum(1 for m in upstream if m["status"] == "ready")
+    a_ready = next(m for m in mirrored.values() if m["status"]["phase"] == "Ready")
+    waited = subprocess.run(
+        [
+            str(kube_bin_dir / "kubectl"),
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+            "wait",
+            "-n",
+            mirror.namespace,
+            "--for=condition=Ready",
+            f"egpmodel/{a_ready['metadata']['name']}",
+            "--timeout=20s",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert "condition met" in waited.stdout
+
+
+def test_upstream_status_changes_reach_the_cr_within_an_interval_with_one_event_each(
+    egp: FakeEGPServer, mirror: Mirror
+) -> None:
+    deploying, ready = generate_models(2, seed=7)
+    deploying["status"], ready["status"] = "deploying", "ready"
+    egp.add_models([deploying, ready])
+    start_source(mirror, egp)
+    mirrored = wait_mirrored(mirror, 2)
+
+    egp.update_model(deploying["id"], status="ready")
+    egp.update_model(ready["id"], status="failed", status_reason="OOMKilled")
+
+    eventually(lambda: phase(mirror, deploying["id"]) == "Ready", timeout=ONE_CYCLE, what="Ready")
+    eventually(lambda: phase(mirror, ready["id"]) == "Failed", timeout=ONE_CYCLE, what="Failed")
+    became_ready = mirror.events_for(mirrored[deploying["id"]]["metadata"]["name"])
+    failed = mirror.events_for(mirrored[ready["id"]]["metadata"]["name"])
+    assert [(e.type, e.reason) for e in became_ready] == [("Normal", "Ready")]
+    assert [(e.type, e.reason) for e in failed] == [("Warning", "Failed")]
+    assert "OOMKilled" in failed[0].message
+
+
+def test_a_steady_state_cycle_writes_nothing(egp: FakeEGPServer, mirror: Mirror) -> None:
+    egp.add_models(generate_models(60, seed=8))
+    start_source(mirror, egp)
+    wait_mirrored(mirror, 60)
+    eventually(lambda: mirror.source("src").get("status", {}).get("models"), what="counts")
+    walks = list_walks(egp)
+    eventually(lambda: list_walks(egp) > walks, timeout=ONE_CYCLE, what="a settling cycle")
+
+    versions = mirror.resource_versions()
+    source_version = mirror.source("src")["metadata"]["resourceVersion"]
+    events = len(mirror.core.list_namespaced_event(mirror.namespace).items)
+    walks = list_walks(egp)
+    eventually(lambda: list_walks(egp) >= walks + 2, timeout=2 * ONE_CYCLE, what="two cycles")
+
+    assert mirror.resource_versions() == versions
+    assert mirror.source("src")["metadata"]["resourceVersion"] == source_version
+    assert len(mirror.core.list_namespaced_event(mirror.namespace).items) == events
+
+
+def test_a_deleted_model_is_marked_missing_under_retain(egp: FakeEGPServer, mirror: Mirror) -> None:
+    kept, gone = generate_models(2, seed=9)
+    egp.add_models([kept, gone])
+    start_source(mirror, egp)
+    wait_mirrored(mirror, 2)
+
+    egp.delete_model(gone["id"])
+
+    eventually(lambda: phase(mirror, gone["id"]) == "Missing", timeout=ONE_CYCLE, what="Missing")
+    model = mirror.by_model_id()[gone["id"]]
+    assert model["status"]["name"] == gone["name"]
+    assert ready_condition(model)["reason"] == "Missing"
+    assert phase(mirror, kept["id"]) == PHASE_BY_STATUS[kept["status"]]
+
+
+def test_under_delete_a_missing_model_is_removed_after_its_grace_period(
+    egp: FakeEGPServer, mirror: Mirror
+) -> None:
+    kept, gone = generate_models(2, seed=10)
+    egp.add_models([kept, gone])
+    start_source(mirror, egp, deletionPolicy="Delete", missingGracePeriod="15s")
+    wait_mirrored(mirror, 2)
+
+    egp.delete_model(gone["id"])
+
+    eventually(lambda: phase(mirror, gone["id"]) == "Missing", timeout=ONE_CYCLE, what="Missing")
+    eventually(
+        lambda: gone["id"] not in mirror.by_model_id(),
+        timeout=2 * ONE_CYCLE,
+        what="deletion after the grace period",
+    )
+    assert kept["id"] in mirror.by_model_id()
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault(status=503), "ServerError"),
+        (Fault(page=2, status=500), "IncompleteListing"),
+        (None, "AuthenticationFailed"),  # the key is revoked
+    ],
+    ids=["outage", "failure-on-page-2", "revoked-key"],
+)
+def test_a_failing_egp_deletes_and_marks_nothing_and_the_next_good_cycle_converges(
+    egp: FakeEGPServer, mirror: Mirror, fault: Fault | None, reason: str
+) -> None:
+    upstream = generate_models(30, seed=11)
+    egp.add_models(upstream)
+    start_source(mirror, egp, pageSize=10, deletionPolicy="Delete", missingGracePeriod="10s")
+    wait_mirrored(mirror, 30)
+
+    if fault is None:
+        egp.revoke_key(EGP_KEY)
+    else:
+        egp.inject(fault)
+    egp.delete_model(upstream[0]["id"])  # hidden behind the failure: nothing may act on it
+    synced = eventually(
+        lambda: (c := mirror.source_condition("src", "Synced")).get("reason") == reason and c,
+        timeout=ONE_CYCLE * 2,
+        what=f"Synced=False with reason {reason}",
+    )
+
+    assert synced["status"] == "False"
+    assert mirror.source("src")["status"]["message"]
+    models = mirror.by_model_id()
+    assert len(models) == 30
+    assert all(m["status"]["phase"] != "Missing" for m in models.values())
+
+    egp.clear_faults()
+    egp.add_key(EGP_KEY, EGP_ACCOUNT)
+    eventually(
+        lambda: phase(mirror, upstream[0]["id"]) in ("Missing", None),
+        timeout=ONE_CYCLE * 2,
+        what="the first good cycle to see the deletion",
+    )
+    eventually(
+        lambda: mirror.source_condition("src", "Synced").get("status") == "True",
+        timeout=ONE_CYCLE,
+        what="Synced=True again",
+    )
+
+
+def test_edited_or_deleted_models_are_restored_by_the_next_cycle(
+    egp: FakeEGPServer, mirror: Mirror
+) -> None:
+    first, second = generate_models(2, seed=12)
+    first["status"] = second["status"] = "ready"
+    egp.add_models([first, second])
+    start_source(mirror, egp)
+    mirrored = wait_mirrored(mirror, 2)
+    edited = mirrored[first["id"]]["metadata"]["name"]
+    deleted = mirrored[second["id"]]["metadata"]["name"]
+
+    mirror.custom.patch_namespaced_custom_object_status(
+        "egp-operator.io",
+        "v1alpha1",
+        mirror.namespace,
+        "egpmodels",
+        edited,
+        {"status": {"phase": "Failed", "status": "failed"}},
+    )
+    mirror.custom.delete_namespaced_custom_object(
+        "egp-operator.io", "v1alpha1", mirror.namespace, "egpmodels", deleted
+    )
+
+    eventually(lambda: phase(mirror, first["id"]) == "Ready", timeout=ONE_CYCLE, what="restore")
+    eventually(lambda: phase(mirror, second["id"]) == "Ready", timeout=ONE_CYCLE, what="recreate")
+    assert mirror.by_model_id()[second["id"]]["metadata"]["name"] == deleted
+
+
+def test_deleting_the_source_garbage_collects_its_models(
+    egp: FakeEGPServer, mirror: Mirror
+) -> None:
+    egp.add_models(generate_models(5, seed=13))
+    start_source(mirror, egp)
+    wait_mirrored(mirror, 5)
+
+    mirror.custom.delete_namespaced_custom_object(
+        "egp-operator.io", "v1alpha1", mirror.namespace, "egpsources", "src"
+    )
+
+    eventually(lambda: not mirror.models(), timeout=60, what="garbage collection")
+
+
+def test_a_suspended_source_does_not_call_egp(egp: FakeEGPServer, mirror: Mirror) -> None:
+    egp.add_models(generate_models(3, seed=14))
+    start_source(mirror, egp, suspend=True)
+
+    synced = eventually(
+        lambda: (c := mirror.source_condition("src", "Synced")).get("reason") == "Suspended" and c,
+        timeout=ONE_CYCLE,
+        what="Synced=False reason Suspended",
+    )
+    egp.reset_request_log()
+    mirror.patch_source_spec("src", refreshInterval="11s")
+    eventually(
+        lambda: mirror.source("src")["status"].get("observedGeneration") == 2,
+        timeout=ONE_CYCLE,
+        what="a suspended cycle to see the edit",
+    )
+
+    assert synced["status"] == "False"
+    assert egp.request_counts() == {}
+    assert mirror.models() == []
+
+    mirror.patch_source_spec("src", suspend=False)
+    wait_mirrored(mirror, 3)
+
+
+def peers(mirror: Mirror) -> dict[str, Any]:
+    peering = mirror.custom.get_cluster_custom_object(
+        "kopf.dev", "v1", "clusterkopfpeerings", "egp-operator"
+    )
+    found: dict[str, Any] = peering.get("status") or {}
+    return found
+
+
+def test_two_replicas_run_and_exactly_one_syncs(
+    egp: FakeEGPServer,
+    mirror: Mirror,
+    operator: OperatorProcess,
+    control_plane: LocalControlPlane,
+    tmp_path: Path,
+) -> None:
+    egp.add_models(generate_models(4, seed=15))
+    start_source(mirror, egp)
+    wait_mirrored(mirror, 4)
+    known = set(peers(mirror))
+    second = OperatorProcess(
+        control_plane.kubeconfig, tmp_path / "second.log", status_heartbeat_seconds="3600"
+    )
+    try:
+        eventually(lambda: set(peers(mirror)) - known, timeout=60, what="the second replica")
+        marker = f"cycle of EGPSource {mirror.namespace}/src"
+        before = {r: r.log().count(marker) for r in (operator, second)}
+        walks = list_walks(egp)
+        eventually(lambda: list_walks(egp) >= walks + 2, timeout=3 * ONE_CYCLE, what="cycles")
+
+        grew = {r: r.log().count(marker) - before[r] for r in (operator, second)}
+        assert sorted(grew.values())[0] == 0, "both replicas synced"
+        assert sorted(grew.values())[1] >= 2
+        assert operator.alive()
+        assert second.alive()
+    finally:
+        second.stop()
+    walks = list_walks(egp)
+    eventually(lambda: list_walks(egp) > walks, timeout=3 * ONE_CYCLE, what="sync after a stop")
