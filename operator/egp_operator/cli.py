@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = Settings()
     port = args.liveness_port if args.liveness_port is not None else settings.liveness_port
+    if args.metrics_port is not None:
+        os.environ["EGP_OPERATOR_METRICS_PORT"] = str(args.metrics_port)  # read at startup
     kopf.configure(verbose=args.verbose, log_prefix=True)
     kopf.run(
         clusterwide=not args.namespace,
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--liveness-port", type=int, help="port of /healthz (default 8081, or the setting)"
+    )
+    run.add_argument(
+        "--metrics-port", type=int, help="port of /metrics (default 8080; 0 turns it off)"
     )
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(handler=_run)

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from egp_operator import metrics
 from egp_operator.kube import KubeClient, load_configuration
 from egp_operator.resources.models import (
     GROUP,
@@ -54,6 +55,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube = kube
     memo.settings = operator_settings
     memo.syncer = SourceSyncer(kube, operator_settings)
+    if operator_settings.metrics_port:
+        metrics.serve(operator_settings.metrics_port, operator_settings.probe_host)
     log.info("egp-operator starting with peering priority %d", settings.peering.priority)
 
 
@@ -108,6 +111,8 @@ async def sync_source(
         delay = interval if failures == 0 else _backoff(failures, settings)
         jitter = settings.interval_jitter
         await stopped.wait(delay * random.uniform(1 - jitter, 1 + jitter))
+    if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+        metrics.forget_source(namespace or "", name)
 
 
 def _log_cycle(namespace: str, name: str, report: CycleReport) -> None:

@@ -20,6 +20,8 @@ import httpx
 from kubernetes import config as kube_config
 from kubernetes.client import Configuration
 
+from egp_operator import metrics
+
 JSON_PATCH: Final = "application/json-patch+json"
 MERGE_PATCH: Final = "application/merge-patch+json"
 WRITE_VERBS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -109,6 +111,7 @@ class KubeClient:
         headers = {"Content-Type": content_type} if content is not None else {}
         async with self._slots:
             self.requests[method] += 1
+            metrics.KUBE_REQUESTS.labels(method).inc()
             response = await self._http.request(
                 method, path, content=content, headers=headers, params=params
             )

@@ -27,5 +27,6 @@ class Settings(BaseSettings):
         default=None,
         description="kopf peering priority; unset picks a random one so replicas never tie",
     )
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="/metrics; 0 turns it off")
     probe_host: str = Field(default="0.0.0.0", description="where /healthz listens")  # noqa: S104
     liveness_port: int = Field(default=8081, ge=0, le=65535)

@@ -29,7 +29,13 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_file: Path, **settings: str) -> None:
         self.log_file = log_file
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        settings = {"probe_host": "127.0.0.1", "liveness_port": str(free_port()), **settings}
+        self.metrics_port = free_port()
+        settings = {
+            "probe_host": "127.0.0.1",
+            "liveness_port": str(free_port()),
+            "metrics_port": str(self.metrics_port),
+            **settings,
+        }
         env.update({f"EGP_OPERATOR_{key.upper()}": value for key, value in settings.items()})
         self._log = log_file.open("wb")
         self.process = subprocess.Popen(
@@ -39,6 +45,10 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")

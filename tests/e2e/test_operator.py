@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from egp_operator.sync.rendering import PHASE_BY_STATUS
 from egp_operator.testing.cluster import LocalControlPlane
@@ -328,3 +331,43 @@ def test_two_replicas_run_and_exactly_one_syncs(
         second.stop()
     walks = list_walks(egp)
     eventually(lambda: list_walks(egp) > walks, timeout=3 * ONE_CYCLE, what="sync after a stop")
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    samples = {}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return samples
+
+
+def test_metrics_show_models_by_phase_and_vendor_and_egp_requests(
+    egp: FakeEGPServer, mirror: Mirror, operator: OperatorProcess
+) -> None:
+    upstream = generate_models(40, seed=16)
+    egp.add_models(upstream)
+    start_source(mirror, egp, pageSize=15)
+    wait_mirrored(mirror, 40)
+    source = {("namespace", mirror.namespace), ("source", "src")}
+
+    def models_gauge() -> dict[tuple[str, str], float] | None:
+        found = {
+            (dict(labels)["phase"], dict(labels)["vendor"]): value
+            for (name, labels), value in scrape(operator.metrics_url).items()
+            if name == "egp_operator_models" and source <= labels
+        }
+        return found or None
+
+    gauge = eventually(models_gauge, timeout=ONE_CYCLE, what="the models gauge")
+    expected = Counter((PHASE_BY_STATUS[m["status"]], m["model_vendor"]) for m in upstream)
+    assert gauge == {key: float(n) for key, n in expected.items()}
+    samples = scrape(operator.metrics_url)
+    ok_requests = samples["egp_operator_egp_requests_total", frozenset(source | {("code", "200")})]
+    assert ok_requests >= 3  # 40 models in pages of 15
+    assert samples["egp_operator_last_successful_sync_timestamp_seconds", frozenset(source)] > 0
+    writes = sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "egp_operator_kubernetes_requests_total" and dict(labels)["verb"] == "POST"
+    )
+    assert writes >= 40

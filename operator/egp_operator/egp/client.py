@@ -14,6 +14,7 @@ import email.utils
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,6 +101,8 @@ class EGPClient:
         self.max_models = max_models
         self._sleep = sleep
         self.requests_sent = 0
+        #: Answers by HTTP status code, or `transport_error`: what metrics count.
+        self.status_counts: Counter[str] = Counter()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
@@ -229,12 +232,15 @@ class EGPClient:
         try:
             response = await self._http.get(path, params=params, headers=headers)
         except httpx.TimeoutException as error:
+            self.status_counts["transport_error"] += 1
             message = f"EGP timed out ({type(error).__name__})"
             raise _retryable(TransportError(message)) from None
         except httpx.TransportError as error:
+            self.status_counts["transport_error"] += 1
             raise _retryable(
                 TransportError(self._scrub(f"could not reach EGP: {type(error).__name__}: {error}"))
             ) from None
+        self.status_counts[str(response.status_code)] += 1
         if response.is_success:
             try:
                 return response.json()

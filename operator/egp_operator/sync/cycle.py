@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
 from pydantic import SecretStr
 
+from egp_operator import metrics
 from egp_operator.egp import EGPClient, EGPError, IncompleteListingError
 from egp_operator.egp.client import RetryPolicy
 from egp_operator.kube import KubeClient, KubeError, core_path, custom_path
@@ -52,6 +55,7 @@ class CycleReport:
     plan: Plan | None = None
     applied: ApplyResult | None = None
     egp_requests: int = 0
+    egp_answers: Counter[str] = field(default_factory=Counter)
     status_written: bool = False
 
 
@@ -102,6 +106,7 @@ class SourceSyncer:
         *,
         dry_run: bool = False,
     ) -> CycleReport:
+        started = time.monotonic()
         meta = source["metadata"]
         identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
         try:
@@ -115,6 +120,7 @@ class SourceSyncer:
         else:
             report = await self._mirror(identity, spec, list(mirrored), dry_run=dry_run)
         if not dry_run:
+            _record_metrics(identity, report, started)
             report.status_written = await self._write_status(
                 identity, source.get("status") or {}, meta.get("generation"), report.outcome
             )
@@ -162,11 +168,11 @@ class SourceSyncer:
                 )
             except EGPError as error:
                 answered = isinstance(error, IncompleteListingError)
-                reason = error.reason
                 log.warning("EGPSource %s/%s: %s", source.namespace, source.name, error.message)
                 return CycleReport(
-                    CycleOutcome(False, reason, error.message, answered),
+                    CycleOutcome(False, error.reason, error.message, answered),
                     egp_requests=client.requests_sent,
+                    egp_answers=client.status_counts,
                 )
         now = self.clock()
         policy = SourcePolicy(source.namespace, source.name, spec.deletion_policy, spec.grace)
@@ -181,6 +187,7 @@ class SourceSyncer:
             ),
             plan=the_plan,
             egp_requests=listing.requests,
+            egp_answers=client.status_counts,
         )
         if dry_run or the_plan.is_empty:
             return report
@@ -243,3 +250,16 @@ class SourceSyncer:
             log.warning("could not write the status of EGPSource %s: %s", source.name, error)
             return False
         return True
+
+
+def _record_metrics(source: SourceIdentity, report: CycleReport, started: float) -> None:
+    labels = (source.namespace, source.name)
+    metrics.SYNC_DURATION.labels(*labels).observe(time.monotonic() - started)
+    for code, count in report.egp_answers.items():
+        metrics.EGP_REQUESTS.labels(*labels, code).inc(count)
+    if report.plan is not None:
+        metrics.set_model_counts(*labels, report.plan.model_counts)
+    if report.outcome.ok:
+        metrics.LAST_SUCCESSFUL_SYNC.labels(*labels).set_to_current_time()
+    else:
+        metrics.SYNC_ERRORS.labels(*labels, report.outcome.reason).inc()

@@ -7,6 +7,7 @@ transitions deserve an Event. Nothing is written when nothing changed.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -81,7 +82,15 @@ class Plan:
     updates: list[Update] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    phase_counts: dict[Phase, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    #: Mirrored models (after the plan) by (phase, vendor), for the source's status and metrics.
+    model_counts: Counter[tuple[Phase, str]] = field(default_factory=Counter)
+
+    @property
+    def phase_counts(self) -> dict[Phase, int]:
+        counts: dict[Phase, int] = dict.fromkeys(PHASES, 0)
+        for (phase, _), count in self.model_counts.items():
+            counts[phase] += count
+        return counts
 
     @property
     def is_empty(self) -> bool:
@@ -111,7 +120,7 @@ def plan(
             model_type=model.model_type,
             phase=status["phase"],
         )
-        result.phase_counts[status["phase"]] += 1
+        result.model_counts[status["phase"], model.model_vendor or ""] += 1
         if current is None:
             name = object_name(policy.namespace, policy.name, model_id, model.name)
             result.creates.append(Create(name, model_id, labels, status))
@@ -127,7 +136,7 @@ def plan(
                 Delete(current.name, model_id, "missing upstream past its grace period")
             )
             continue
-        result.phase_counts["Missing"] += 1
+        result.model_counts["Missing", str(status.get("vendor") or "")] += 1
         labels = model_labels(
             source=policy.name,
             model_id=model_id,

@@ -137,6 +137,7 @@ class Demo:
         self.env |= {
             "EGP_OPERATOR_PROBE_HOST": "127.0.0.1",
             "EGP_OPERATOR_LIVENESS_PORT": str(_free_port()),
+            "EGP_OPERATOR_METRICS_PORT": str(_free_port()),
         }
         self.background("operator", [sys.executable, "-m", "egp_operator.cli", "run"])
 

@@ -1,0 +1,82 @@
+"""Every Prometheus metric the operator exports, in one place (names: `egp_operator_*`).
+
+Alerting rules in deploy/monitoring/ may use only these names; a test checks that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from egp_operator.resources.models import Phase
+
+PREFIX: Final = "egp_operator"
+
+EGP_REQUESTS = Counter(
+    f"{PREFIX}_egp_requests",
+    "Requests sent to EGP, by HTTP status code (or transport_error).",
+    ["namespace", "source", "code"],
+)
+SYNC_DURATION = Histogram(
+    f"{PREFIX}_sync_duration_seconds",
+    "Wall time of one sync cycle of an EGPSource.",
+    ["namespace", "source"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+LAST_SUCCESSFUL_SYNC = Gauge(
+    f"{PREFIX}_last_successful_sync_timestamp_seconds",
+    "Unix time of the last sync cycle that completed.",
+    ["namespace", "source"],
+)
+SYNC_ERRORS = Counter(
+    f"{PREFIX}_sync_errors",
+    "Sync cycles that failed, by reason (AuthenticationFailed, IncompleteListing, ...).",
+    ["namespace", "source", "reason"],
+)
+MODELS = Gauge(
+    f"{PREFIX}_models",
+    "Mirrored models by phase and vendor, as of the last complete listing.",
+    ["namespace", "source", "phase", "vendor"],
+)
+KUBE_REQUESTS = Counter(
+    f"{PREFIX}_kubernetes_requests",
+    "Requests to the Kubernetes API made by the sync cycles, by verb.",
+    ["verb"],
+)
+
+ALL: Final = (EGP_REQUESTS, SYNC_DURATION, LAST_SUCCESSFUL_SYNC, SYNC_ERRORS, MODELS, KUBE_REQUESTS)
+
+
+def exported_names() -> set[str]:
+    """The sample names Prometheus sees: counters get `_total`, histograms `_bucket` ..."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for metric in ALL
+        for family in metric.collect()
+        for suffix in suffixes[family.type]
+    }
+
+
+def set_model_counts(namespace: str, source: str, counts: Mapping[tuple[Phase, str], int]) -> None:
+    """Replace the source's model gauges, so vanished (phase, vendor) pairs drop to absent."""
+    # prometheus_client has no public way to list a metric's children.
+    for labels in list(MODELS._metrics):
+        if labels[:2] == (namespace, source):
+            MODELS.remove(*labels)
+    for (phase, vendor), count in counts.items():
+        MODELS.labels(namespace, source, phase, vendor).set(count)
+
+
+def forget_source(namespace: str, source: str) -> None:
+    """Drop a deleted source's series."""
+    for metric in (MODELS, LAST_SUCCESSFUL_SYNC, SYNC_DURATION, EGP_REQUESTS, SYNC_ERRORS):
+        for labels in list(metric._metrics):
+            if labels[:2] == (namespace, source):
+                metric.remove(*labels)
+
+
+def serve(port: int, host: str) -> None:
+    start_http_server(port, addr=host)
