@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -371,3 +373,37 @@ def test_metrics_show_models_by_phase_and_vendor_and_egp_requests(
         if name == "egp_operator_kubernetes_requests_total" and dict(labels)["verb"] == "POST"
     )
     assert writes >= 40
+
+
+def run_cli(control_plane: LocalControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "egp_operator.cli", *args],
+        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_sync_once_dry_run_prints_the_plan_and_writes_nothing_then_a_real_run_mirrors(
+    egp: FakeEGPServer, mirror: Mirror, control_plane: LocalControlPlane
+) -> None:
+    upstream = generate_models(6, seed=17)
+    egp.add_models(upstream)
+    start_source(mirror, egp, suspend=True)  # the running operator leaves it alone
+
+    dry = run_cli(control_plane, "sync", "src", "--once", "--dry-run", "-n", mirror.namespace)
+
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[0].split() == ["ACTION", "OBJECT", "MODEL", "ID", "DETAIL"]
+    assert sum(line.startswith("create ") for line in dry.stdout.splitlines()) == 6
+    assert "6 create(s), 0 update(s), 0 delete(s) would be written (dry run)" in dry.stdout
+    assert mirror.models() == []
+
+    real = run_cli(control_plane, "sync", "src", "--once", "-n", mirror.namespace)
+
+    assert real.returncode == 0, real.stderr
+    assert set(mirror.by_model_id()) == {m["id"] for m in upstream}
+    again = run_cli(control_plane, "sync", "src", "--once", "-n", mirror.namespace)
+    assert "nothing to write: the mirror is up to date" in again.stdout
