@@ -17,11 +17,8 @@ from kubernetes import client
 
 from egp_operator.testing.cluster import ClusterError, LocalControlPlane, find_bin_dir
 from egp_operator.testing.fake_egp import FakeEGPServer
-from tests.e2e.harness import Mirror, OperatorProcess
+from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, OperatorProcess
 from tests.e2e.polling import eventually
-
-EGP_KEY = "sk-e2e-7c1f0b5a9d3e"
-EGP_ACCOUNT = "acct-e2e"
 
 E2E_DIR = Path(__file__).parent
 
@@ -130,14 +127,22 @@ def peering(control_plane: LocalControlPlane, crds_installed: list[str]) -> str:
     return "egp-operator"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(
     control_plane: LocalControlPlane, peering: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """One replica of the operator, cluster-wide, as `egp-operator run` runs in production.
-    The status heartbeat is long so that a steady state is truly write-free in a test."""
+    """One replica of the operator per test module, cluster-wide, as `egp-operator run` runs
+    in production (per module, so a module may kill it or run its own). The status heartbeat
+    is long so that a steady state is truly write-free in a test; EGP timeouts are short so
+    that a hanging EGP shows within a test's patience."""
     log_file = tmp_path_factory.mktemp("operator") / "operator.log"
-    replica = OperatorProcess(control_plane.kubeconfig, log_file, status_heartbeat_seconds="3600")
+    replica = OperatorProcess(
+        control_plane.kubeconfig,
+        log_file,
+        status_heartbeat_seconds="3600",
+        egp_timeout_seconds="3",
+        egp_max_retries="2",
+    )
     try:
         eventually(
             lambda: "Resuming operations" in replica.log() or "cycle of" in replica.log(),

@@ -14,6 +14,11 @@ from typing import Any
 from kubernetes import client
 
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
+from egp_operator.testing.fake_egp import FakeEGPServer
+from tests.e2e.polling import eventually
+
+EGP_KEY = "sk-e2e-7c1f0b5a9d3e"
+EGP_ACCOUNT = "acct-e2e"
 
 
 def free_port() -> int:
@@ -133,3 +138,41 @@ class Mirror:
 
     def resource_versions(self) -> dict[str, str]:
         return {m["metadata"]["name"]: m["metadata"]["resourceVersion"] for m in self.models()}
+
+
+INTERVAL = 10  # seconds: the smallest refreshInterval a source may ask for
+ONE_CYCLE = INTERVAL * 2 + 10  # an interval with its jitter, plus the cycle itself
+
+
+def start_source(mirror: Mirror, egp: FakeEGPServer, name: str = "src", **spec: Any) -> None:
+    mirror.create_secret(f"{name}-credentials", EGP_KEY)
+    mirror.create_source(name, egp.url, accountID=EGP_ACCOUNT, **spec)
+
+
+def wait_mirrored(mirror: Mirror, count: int) -> dict[str, dict[str, Any]]:
+    def complete() -> dict[str, dict[str, Any]] | None:
+        models = mirror.by_model_id()
+        done = len(models) == count and all(
+            m.get("status", {}).get("phase") for m in models.values()
+        )
+        return models if done else None
+
+    return eventually(complete, timeout=120, interval=0.5, what=f"{count} mirrored models")
+
+
+def phase(mirror: Mirror, model_id: str) -> str | None:
+    model = mirror.by_model_id().get(model_id)
+    return model.get("status", {}).get("phase") if model else None
+
+
+def ready_condition(model: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in model["status"]["conditions"] if c["type"] == "Ready")
+
+
+def list_walks(egp: FakeEGPServer) -> int:
+    """Complete walks the server has answered: first pages without a cursor."""
+    return sum(
+        1
+        for r in egp.recent_requests()
+        if r["endpoint"] == "list" and r["status"] == 200 and "starting_after" not in r["query"]
+    )

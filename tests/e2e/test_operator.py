@@ -15,49 +15,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from egp_operator.sync.rendering import PHASE_BY_STATUS
 from egp_operator.testing.cluster import LocalControlPlane
-from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
-from tests.e2e.conftest import EGP_ACCOUNT, EGP_KEY
-from tests.e2e.harness import Mirror, OperatorProcess
+from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
+from tests.e2e.harness import (
+    ONE_CYCLE,
+    Mirror,
+    OperatorProcess,
+    list_walks,
+    phase,
+    ready_condition,
+    start_source,
+    wait_mirrored,
+)
 from tests.e2e.polling import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-INTERVAL = 10  # seconds: the smallest refreshInterval a source may ask for
-ONE_CYCLE = INTERVAL * 2 + 10  # an interval with its jitter, plus the cycle itself
-
-
-def start_source(mirror: Mirror, egp: FakeEGPServer, name: str = "src", **spec: Any) -> None:
-    mirror.create_secret(f"{name}-credentials", EGP_KEY)
-    mirror.create_source(name, egp.url, accountID=EGP_ACCOUNT, **spec)
-
-
-def wait_mirrored(mirror: Mirror, count: int) -> dict[str, dict[str, Any]]:
-    def complete() -> dict[str, dict[str, Any]] | None:
-        models = mirror.by_model_id()
-        done = len(models) == count and all(
-            m.get("status", {}).get("phase") for m in models.values()
-        )
-        return models if done else None
-
-    return eventually(complete, timeout=120, interval=0.5, what=f"{count} mirrored models")
-
-
-def phase(mirror: Mirror, model_id: str) -> str | None:
-    model = mirror.by_model_id().get(model_id)
-    return model.get("status", {}).get("phase") if model else None
-
-
-def ready_condition(model: dict[str, Any]) -> dict[str, Any]:
-    return next(c for c in model["status"]["conditions"] if c["type"] == "Ready")
-
-
-def list_walks(egp: FakeEGPServer) -> int:
-    """Complete walks the server has answered: first pages without a cursor."""
-    return sum(
-        1
-        for r in egp.recent_requests()
-        if r["endpoint"] == "list" and r["status"] == 200 and "starting_after" not in r["query"]
-    )
 
 
 def test_a_new_source_mirrors_every_model_with_phase_columns_and_ready(
@@ -178,54 +149,6 @@ def test_under_delete_a_missing_model_is_removed_after_its_grace_period(
         what="deletion after the grace period",
     )
     assert kept["id"] in mirror.by_model_id()
-
-
-@pytest.mark.parametrize(
-    ("fault", "reason"),
-    [
-        (Fault(status=503), "ServerError"),
-        (Fault(page=2, status=500), "IncompleteListing"),
-        (None, "AuthenticationFailed"),  # the key is revoked
-    ],
-    ids=["outage", "failure-on-page-2", "revoked-key"],
-)
-def test_a_failing_egp_deletes_and_marks_nothing_and_the_next_good_cycle_converges(
-    egp: FakeEGPServer, mirror: Mirror, fault: Fault | None, reason: str
-) -> None:
-    upstream = generate_models(30, seed=11)
-    egp.add_models(upstream)
-    start_source(mirror, egp, pageSize=10, deletionPolicy="Delete", missingGracePeriod="10s")
-    wait_mirrored(mirror, 30)
-
-    if fault is None:
-        egp.revoke_key(EGP_KEY)
-    else:
-        egp.inject(fault)
-    egp.delete_model(upstream[0]["id"])  # hidden behind the failure: nothing may act on it
-    synced = eventually(
-        lambda: (c := mirror.source_condition("src", "Synced")).get("reason") == reason and c,
-        timeout=ONE_CYCLE * 2,
-        what=f"Synced=False with reason {reason}",
-    )
-
-    assert synced["status"] == "False"
-    assert mirror.source("src")["status"]["message"]
-    models = mirror.by_model_id()
-    assert len(models) == 30
-    assert all(m["status"]["phase"] != "Missing" for m in models.values())
-
-    egp.clear_faults()
-    egp.add_key(EGP_KEY, EGP_ACCOUNT)
-    eventually(
-        lambda: phase(mirror, upstream[0]["id"]) in ("Missing", None),
-        timeout=ONE_CYCLE * 2,
-        what="the first good cycle to see the deletion",
-    )
-    eventually(
-        lambda: mirror.source_condition("src", "Synced").get("status") == "True",
-        timeout=ONE_CYCLE,
-        what="Synced=True again",
-    )
 
 
 def test_edited_or_deleted_models_are_restored_by_the_next_cycle(

@@ -243,3 +243,24 @@ async def test_the_api_key_never_reaches_logs_errors_or_reprs(
     assert all(API_KEY not in text for text in texts)
     assert API_KEY not in caplog.text
     assert "retry" in caplog.text  # the retries were logged, without the key
+
+
+async def test_a_connection_dropped_mid_body_is_retried(
+    egp_server: FakeEGPServer, make_client: MakeClient, sleeps: RecordedSleep
+) -> None:
+    egp_server.add_models(generate_models(3))
+    egp_server.inject(Fault(disconnect=True, times=1))
+
+    listing = await make_client().list_models()
+
+    assert len(listing.models) == 3
+    assert len(sleeps.delays) == 1
+
+
+async def test_a_connection_that_keeps_dropping_is_a_transport_error(
+    egp_server: FakeEGPServer, make_client: MakeClient
+) -> None:
+    egp_server.inject(Fault(disconnect=True))
+
+    with pytest.raises(TransportError, match="could not reach EGP"):
+        await make_client(retry=RetryPolicy(max_retries=1)).list_models()

@@ -11,12 +11,13 @@ the vendor enum is built per app.
 import asyncio
 import enum
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
 
@@ -205,6 +206,9 @@ async def _apply_fault(
     """Stall, then answer as the fault says; None lets the request go on (delay or mutation)."""
     if fault.delay:
         await asyncio.sleep(fault.delay)
+    if fault.disconnect:
+        state.record(endpoint, 0, query)
+        return _dropped_connection()
     if fault.status is None and fault.body is None:
         return None
     status = fault.status or 200
@@ -216,6 +220,18 @@ async def _apply_fault(
     )
     return Response(
         content, status_code=status, headers=fault.headers, media_type=fault.content_type
+    )
+
+
+def _dropped_connection() -> Response:
+    """Headers promise a body that never arrives: the server closes the connection midway."""
+
+    async def half_a_body() -> AsyncIterator[bytes]:
+        yield b'{"object": "list", "items": ['
+        raise ConnectionResetError("fault: connection dropped")
+
+    return StreamingResponse(
+        half_a_body(), media_type="application/json", headers={"Content-Length": "4096"}
     )
 
 

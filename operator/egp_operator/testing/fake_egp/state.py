@@ -33,8 +33,9 @@ class Fault(BaseModel):
     """One injected misbehaviour; the first matching fault answers a request.
 
     `status` answers with that status and a FastAPI-style body (or `body` verbatim), `delay`
-    stalls first (a slow or timing-out server), `page` limits it to the k-th page of a list
-    walk, `mutation` corrupts an otherwise good page, `times` expires it after that many uses.
+    stalls first (a slow or timing-out server), `disconnect` drops the connection halfway
+    through the body, `page` limits it to the k-th page of a list walk, `mutation` corrupts an
+    otherwise good page, `times` expires it after that many uses.
     """
 
     endpoint: Endpoint = "list"
@@ -45,6 +46,7 @@ class Fault(BaseModel):
     delay: float = Field(default=0.0, ge=0, le=600)
     page: int | None = Field(default=None, ge=1)
     mutation: Mutation | None = None
+    disconnect: bool = False
     times: int | None = Field(default=None, ge=1)
 
     def matches(self, endpoint: str, page: int | None) -> bool:
