@@ -232,6 +232,75 @@ def test_an_object_already_holding_the_name_is_converged_not_duplicated(
     assert mirrored[model["id"]]["status"]["name"] == model["name"]
 
 
+@pytest.mark.parametrize(
+    ("process", "sig"),
+    [
+        ("kube-apiserver", signal.SIGTERM),
+        ("kube-apiserver", signal.SIGKILL),
+        ("etcd", signal.SIGKILL),
+    ],
+    ids=["apiserver-restart", "apiserver-crash", "etcd-crash"],
+)
+def test_the_control_plane_restarting_mid_cycle_loses_nothing_and_converges(
+    egp: FakeEGPServer,
+    mirror: Mirror,
+    operator: OperatorProcess,
+    control_plane: LocalControlPlane,
+    process: str,
+    sig: int,
+) -> None:
+    upstream = generate_models(300, seed=28)
+    egp.add_models(upstream)
+    start_source(mirror, egp, pageSize=50)
+    eventually(lambda: len(mirror.models()) >= 10, timeout=60, what="the first writes")
+
+    control_plane.restart(process, sig=sig)
+
+    wait_mirrored(mirror, 300)
+    assert_nothing_lost(mirror, {m["id"] for m in upstream})
+    egp.update_model(upstream[0]["id"], status="failed")
+    eventually(
+        lambda: phase(mirror, upstream[0]["id"]) == "Failed",
+        timeout=2 * ONE_CYCLE,
+        what="a change after the restart",
+    )
+    assert operator.alive()
+
+
+def test_when_the_working_replica_dies_the_other_takes_over_within_the_peering_lifetime(
+    egp: FakeEGPServer,
+    mirror: Mirror,
+    operator: OperatorProcess,
+    control_plane: LocalControlPlane,
+    tmp_path: Path,
+) -> None:
+    [model] = generate_models(1, seed=29)
+    model["status"] = "ready"
+    egp.add_models([model])
+    # Above any random priority, so this replica works and the module's replica pauses.
+    leader = OperatorProcess(
+        control_plane.kubeconfig,
+        tmp_path / "leader.log",
+        status_heartbeat_seconds="3600",
+        priority=str(2**31),
+    )
+    try:
+        start_source(mirror, egp)
+        wait_mirrored(mirror, 1)
+        eventually(lambda: "cycle of EGPSource" in leader.log(), what="the leader to sync")
+        leader.stop(signal.SIGKILL)
+        egp.update_model(model["id"], status="failed")
+
+        # kopf's peering lifetime (60 s) bounds how long a dead peer blocks the others.
+        eventually(
+            lambda: phase(mirror, model["id"]) == "Failed",
+            timeout=60 + 2 * ONE_CYCLE,
+            what="the paused replica to take over",
+        )
+    finally:
+        leader.stop()
+
+
 def test_the_operator_killed_mid_cycle_restarts_and_converges_without_duplicates(
     egp: FakeEGPServer,
     mirror: Mirror,

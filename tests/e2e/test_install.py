@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import urllib3
 import yaml
 from kubernetes import client
 
@@ -82,10 +82,8 @@ def apply(bin_dir: Path, kubeconfig: Path, documents: list[dict[str, Any]]) -> N
 # ---- the whole kustomization -----------------------------------------------------------------
 
 
-@pytest.fixture
-def install_namespaces(
-    kube_bin_dir: Path, control_plane: LocalControlPlane, api: Any
-) -> Iterator[None]:
+@pytest.fixture(scope="module")
+def install_namespaces(kube_bin_dir: Path, control_plane: LocalControlPlane) -> Iterator[None]:
     """The namespaces deploy/ and deploy/examples create, made for real: a dry run creates
     nothing, so without them every namespaced object's dry run would fail NotFound."""
     namespaces = [
@@ -97,8 +95,9 @@ def install_namespaces(
     assert {doc["metadata"]["name"] for doc in namespaces} == {BASE_NAMESPACE, EXAMPLE_NAMESPACE}
     apply(kube_bin_dir, control_plane.kubeconfig, namespaces)
     yield
-    for doc in namespaces:
-        client.CoreV1Api(api).delete_namespace(doc["metadata"]["name"])
+    with control_plane.api_client() as api:
+        for doc in namespaces:
+            client.CoreV1Api(api).delete_namespace(doc["metadata"]["name"])
 
 
 @pytest.mark.usefixtures("crds_installed", "install_namespaces")
@@ -210,7 +209,7 @@ def installed(
     assert {doc["kind"] for doc in base} == RBAC_KINDS
     example = render(kube_bin_dir, EXAMPLES)
     access = [doc for doc in example if doc["kind"] in ("Namespace", "Role", "RoleBinding")]
-    _rename(base + access + example, names, suffix)
+    _rename(base + example, names, suffix)  # `access` is part of `example`
     examples = {doc["kind"]: doc for doc in example if doc["kind"] in ("Secret", "EGPSource")}
 
     kubeconfig = control_plane.kubeconfig
@@ -337,7 +336,7 @@ def _peer_priorities(custom: Any) -> list[int]:
 
 
 def _metric_lines(url: str, namespace: str) -> list[str]:
-    body = urllib3.request("GET", url, timeout=5).data.decode()
+    body = httpx.get(url, timeout=5).text
     return [line for line in body.splitlines() if f'namespace="{namespace}"' in line]
 
 
@@ -350,8 +349,7 @@ def test_the_operator_mirrors_an_account_with_only_the_deployed_rbac(
     tmp_path: Path,
 ) -> None:
     served = installed.served_namespace
-    custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    core, objects = custom
+    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
     upstream = generate_models(6, seed=31)
     with FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as egp:
         egp.add_models(upstream)
@@ -412,9 +410,11 @@ def test_the_operator_mirrors_an_account_with_only_the_deployed_rbac(
             # Deleting the source needs kopf's finalizer removed by the operator (a patch).
             objects.delete_namespaced_custom_object(GROUP, VERSION, served, SOURCE_PLURAL, SOURCE)
             eventually(
-                lambda: not objects.list_namespaced_custom_object(
-                    GROUP, VERSION, served, SOURCE_PLURAL
-                )["items"],
+                lambda: (
+                    not objects.list_namespaced_custom_object(
+                        GROUP, VERSION, served, SOURCE_PLURAL
+                    )["items"]
+                ),
                 timeout=60,
                 what="the EGPSource's finalizer to be released",
             )

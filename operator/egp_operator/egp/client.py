@@ -14,6 +14,7 @@ import email.utils
 import json
 import logging
 import random
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ class EGPClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            verify=verify,
+            verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "egp-operator"},
         )

@@ -625,6 +625,32 @@ class LocalControlPlane:
         """Leave the processes running when this Python process exits (for ``up``)."""
         self._detached = True
 
+    def restart(self, name: str, *, sig: int = signal.SIGTERM) -> None:
+        """Stop one process (``sig``: SIGTERM for a clean stop, SIGKILL for a crash) and start
+        it again on the same ports and data, for fault tests; returns once it is healthy."""
+        args = {
+            "etcd": self._etcd_args,
+            "kube-apiserver": self._apiserver_args,
+            "kube-controller-manager": self._controller_manager_args,
+        }[name]()
+        with self._lock:
+            proc = next(p for p in self._procs if p.name == name)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            self._procs.remove(proc)
+            _terminate([proc], self._children, self.stop_timeout)
+            self._children.pop(proc.pid, None)
+        deadline = time.monotonic() + self.ready_timeout
+        self._spawn(name, args)
+        health = {
+            "etcd": self._etcd_healthy,
+            "kube-apiserver": self._apiserver_ready,
+            "kube-controller-manager": self._kcm_healthy,
+        }[name]
+        self._wait(f"{name} after a restart", deadline, health)
+        if name == "etcd":
+            self._wait("kube-apiserver /readyz", deadline, self._apiserver_ready)
+
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after ``stop_timeout``) and wait for it.
 

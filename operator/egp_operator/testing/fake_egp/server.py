@@ -60,7 +60,9 @@ class FakeEGPServer:
         host: str = "127.0.0.1",
         port: int = 0,
         path_prefix: str = "",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """`tls` is (certificate file, key file): serve HTTPS with them."""
         self.api_key = api_key
         self.account_id = account_id
         initial = (models or []) + generate_models(model_count, seed)
@@ -78,8 +80,17 @@ class FakeEGPServer:
             outer = FastAPI()
             outer.mount(self._prefix, app)
             app = outer
+        self._scheme = "https" if tls else "http"
+        certfile, keyfile = tls or (None, None)
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                ssl_certfile=certfile,
+                ssl_keyfile=keyfile,
+            )
         )
         self._thread = threading.Thread(target=self._serve, name="fake-egp", daemon=True)
         self._admin: httpx.Client | None = None
@@ -87,7 +98,7 @@ class FakeEGPServer:
     @property
     def url(self) -> str:
         """The base URL a client is given (with the path prefix, if any)."""
-        return f"http://{self.host}:{self.port}{self._prefix}"
+        return f"{self._scheme}://{self.host}:{self.port}{self._prefix}"
 
     def _serve(self) -> None:
         self._server.run(sockets=[self._socket])
@@ -99,14 +110,14 @@ class FakeEGPServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the local EGP server did not start")
             time.sleep(0.01)
-        self._admin = httpx.Client(base_url=f"{self.url}/_admin", timeout=30)
+        self._admin = httpx.Client(base_url=f"{self.url}/_admin", timeout=30, verify=False)  # noqa: S501 - our own test server
         return self
 
     def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.close()  # first: an open keep-alive connection delays the shutdown
         self._server.should_exit = True
         self._thread.join(timeout=_START_TIMEOUT)
-        if self._admin is not None:
-            self._admin.close()
         self._socket.close()
 
     def __enter__(self) -> FakeEGPServer:

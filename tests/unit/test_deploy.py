@@ -1,0 +1,496 @@
+"""What deploy/ promises: the kustomizations render, the RBAC is least-privilege (no Secrets
+cluster-wide), the Deployment is locked down and probed as documented, the alerts use only
+metrics the operator exports, and the monitoring and GitOps add-ons agree with the CRDs.
+
+Most checks read the manifests as kustomize would list them (no kubectl needed, so they run in
+`make test-fast`); the rendering checks need the kubectl that `make kube-bins` builds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from egp_operator import metrics
+from egp_operator.resources.models import GROUP, PHASES, VERSION, EGPSourceSpec
+from egp_operator.settings import Settings
+
+REPO = Path(__file__).parents[2]
+DEPLOY = REPO / "deploy"
+EXAMPLES = DEPLOY / "examples"
+MONITORING = DEPLOY / "monitoring"
+CRDS = REPO / "crds"
+KUSTOMIZATIONS = {"deploy": DEPLOY, "examples": EXAMPLES, "monitoring": MONITORING, "crds": CRDS}
+
+
+def load(root: Path) -> list[dict[str, Any]]:
+    """The documents of a kustomization's resources, recursively, as written (no transforms)."""
+    kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
+    documents: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        path = root / resource
+        if path.is_dir():
+            documents += load(path)
+        else:
+            documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return documents
+
+
+def one(documents: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [
+        doc
+        for doc in documents
+        if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, Any]]:
+    return load(DEPLOY)
+
+
+@pytest.fixture(scope="module")
+def example() -> list[dict[str, Any]]:
+    return load(EXAMPLES)
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> Path:
+    """kubectl from EGP_KUBE_BIN_DIR or the build cache (`make kube-bins`)."""
+    env = os.environ.get("EGP_KUBE_BIN_DIR")
+    if env:
+        return Path(env) / "kubectl"
+    found = subprocess.run(
+        ["bash", str(REPO / "tools" / "kube" / "build.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        pytest.skip("kubectl is not built: `make kube-bins` (make test does it)")
+    return Path(found.stdout.strip().splitlines()[-1]) / "kubectl"
+
+
+def render(kubectl: Path, root: Path) -> list[dict[str, Any]]:
+    built = subprocess.run(
+        [str(kubectl), "kustomize", str(root)], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+def _identities(documents: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])
+        for doc in documents
+    }
+
+
+@pytest.mark.parametrize("root", KUSTOMIZATIONS.values(), ids=KUSTOMIZATIONS.keys())
+def test_each_kustomization_renders_the_objects_its_files_hold(kubectl: Path, root: Path) -> None:
+    rendered = render(kubectl, root)
+
+    assert _identities(rendered) == _identities(load(root))
+
+
+def test_the_base_renders_the_image_users_can_set(kubectl: Path) -> None:
+    deployment = one(render(kubectl, DEPLOY), "Deployment")
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+
+    assert kustomization["images"] == [
+        {"name": "egp-operator", "newName": "egp-operator", "newTag": "latest"}
+    ]
+    assert [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]] == [
+        "egp-operator:latest"
+    ]
+
+
+def test_the_base_installs_every_crd_and_the_peering() -> None:
+    listed = yaml.safe_load((CRDS / "kustomization.yaml").read_text())["resources"]
+    crds = [doc for doc in load(DEPLOY) if doc["kind"] == "CustomResourceDefinition"]
+
+    assert sorted(listed) == sorted(
+        p.name for p in CRDS.glob("*.yaml") if p.stem != "kustomization"
+    )
+    assert {crd["metadata"]["name"] for crd in crds} == {
+        f"egpsources.{GROUP}",
+        f"egpmodels.{GROUP}",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
+    peering = one(load(DEPLOY), "ClusterKopfPeering")
+    assert peering["apiVersion"] == "kopf.dev/v1"
+    assert peering["metadata"] == {"name": Settings().peering_name}
+
+
+# ---- RBAC ------------------------------------------------------------------------------------
+
+
+def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(apiGroup, resource, verb, resourceName or '') for every combination a rule grants."""
+    return {
+        (group, resource, verb, name)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames") or [""]
+    }
+
+
+def test_no_cluster_role_grants_anything_on_secrets_or_wildcards(
+    base: list[dict[str, Any]],
+) -> None:
+    cluster_roles = [doc for doc in base if doc["kind"] == "ClusterRole"]
+
+    assert cluster_roles
+    for role in cluster_roles:
+        for group, resource, verb, _ in _grants(role["rules"]):
+            assert resource.split("/")[0] != "secrets", role["rules"]
+            assert "*" not in (group, resource, verb), role["rules"]
+    assert not [doc for doc in base if doc["kind"] in ("Role", "RoleBinding")]
+
+
+def test_the_cluster_role_grants_exactly_what_the_operator_uses(base: list[dict[str, Any]]) -> None:
+    role = one(base, "ClusterRole", "egp-operator")
+    expected = {
+        *((GROUP, "egpsources", v, "") for v in ("get", "list", "watch", "patch")),
+        *((GROUP, "egpsources/status", v, "") for v in ("get", "patch")),
+        *(
+            (GROUP, "egpmodels", v, "")
+            for v in ("get", "list", "watch", "create", "patch", "delete")
+        ),
+        *((GROUP, "egpmodels/status", v, "") for v in ("get", "patch")),
+        ("", "events", "create", ""),
+        ("kopf.dev", "clusterkopfpeerings", "list", ""),
+        ("kopf.dev", "clusterkopfpeerings", "watch", ""),
+        ("kopf.dev", "clusterkopfpeerings", "patch", Settings().peering_name),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
+    }
+
+    assert _grants(role["rules"]) == expected
+
+
+def _service_account(base: list[dict[str, Any]]) -> dict[str, str]:
+    account = one(base, "ServiceAccount")
+    return {
+        "kind": "ServiceAccount",
+        "name": account["metadata"]["name"],
+        "namespace": account["metadata"]["namespace"],
+    }
+
+
+def test_the_bindings_name_the_operators_service_account(
+    base: list[dict[str, Any]], example: list[dict[str, Any]]
+) -> None:
+    deployment = one(base, "Deployment")
+    binding = one(base, "ClusterRoleBinding")
+    reader = one(example, "RoleBinding")
+
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "egp-operator"
+    assert binding["subjects"] == [_service_account(base)]
+    assert binding["roleRef"]["name"] == one(base, "ClusterRole")["metadata"]["name"]
+    assert reader["subjects"] == [_service_account(base)]
+    assert reader["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "egp-operator-secret-reader",
+    }
+
+
+def test_the_example_grants_get_on_its_own_credentials_secret_only(
+    example: list[dict[str, Any]],
+) -> None:
+    role = one(example, "Role", "egp-operator-secret-reader")
+    secret = one(example, "Secret")
+    source = one(example, "EGPSource")
+    namespace = one(example, "Namespace")["metadata"]["name"]
+    ref = EGPSourceSpec.model_validate(source["spec"]).credentials_secret_ref
+
+    assert _grants(role["rules"]) == {("", "secrets", "get", secret["metadata"]["name"])}
+    assert ref.name == secret["metadata"]["name"]
+    assert secret["stringData"] == {ref.key: "REPLACE_ME"}
+    assert {doc["metadata"]["namespace"] for doc in example if doc["kind"] != "Namespace"} == {
+        namespace
+    }
+    assert source["apiVersion"] == f"{GROUP}/{VERSION}"
+
+
+# ---- the Deployment ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pod(base: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(base, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+@pytest.fixture(scope="module")
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    (only,) = pod["containers"]
+    result: dict[str, Any] = only
+    return result
+
+
+def test_one_replica_recreated_on_upgrade(base: list[dict[str, Any]]) -> None:
+    spec = one(base, "Deployment")["spec"]
+
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_the_pod_runs_locked_down(pod: dict[str, Any], container: dict[str, Any]) -> None:
+    security = container["securityContext"]
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int)
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert "privileged" not in security
+    # The only writable place is an emptyDir at /tmp.
+    tmp = "/tmp"  # noqa: S108 - the container's own /tmp, an emptyDir
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert list(mounts) == [tmp]
+    assert "emptyDir" in volumes[mounts[tmp]]
+    # Service links would inject EGP_OPERATOR_METRICS_PORT=tcp://... for the metrics Service.
+    assert pod["enableServiceLinks"] is False
+
+
+def test_ports_probes_and_settings_agree(container: dict[str, Any]) -> None:
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    defaults = Settings()
+
+    assert ports == {"metrics": defaults.metrics_port, "healthz": defaults.liveness_port}
+    assert int(env["EGP_OPERATOR_METRICS_PORT"]) == ports["metrics"]
+    assert int(env["EGP_OPERATOR_LIVENESS_PORT"]) == ports["healthz"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}, probe
+    settings = {f"EGP_OPERATOR_{field.upper()}" for field in Settings.model_fields}
+    assert set(env) <= settings, "env names a setting that does not exist"
+    Settings.model_validate(
+        {name.removeprefix("EGP_OPERATOR_").lower(): value for name, value in env.items()}
+    )
+
+
+def test_resources_are_requested_and_limited(container: dict[str, Any]) -> None:
+    resources = container["resources"]
+
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) == {"cpu", "memory"}
+
+
+def test_the_metrics_service_and_service_monitor_reach_the_pod(
+    base: list[dict[str, Any]], container: dict[str, Any]
+) -> None:
+    template_labels = one(base, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = one(base, "Service")
+    monitor = one(load(MONITORING), "ServiceMonitor")
+
+    assert service["spec"]["selector"].items() <= template_labels.items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
+    assert "metrics" in {p["name"] for p in container["ports"]}
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["honorLabels"] is True  # the operator's `namespace` label must survive
+
+
+# ---- alerts ------------------------------------------------------------------------------------
+
+
+def _alert_rules() -> Iterator[dict[str, Any]]:
+    rule = one(load(MONITORING), "PrometheusRule")
+    for group in rule["spec"]["groups"]:
+        yield from group["rules"]
+
+
+ALERTS = list(_alert_rules())
+METRIC = re.compile(r"egp_operator_[a-z_]+")
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=[rule["alert"] for rule in ALERTS])
+def test_every_alert_uses_only_metrics_the_operator_exports(rule: dict[str, Any]) -> None:
+    used = set(METRIC.findall(rule["expr"]))
+
+    assert used, f"{rule['alert']} uses none of the operator's metrics"
+    assert used <= metrics.exported_names(), used - metrics.exported_names()
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=[rule["alert"] for rule in ALERTS])
+def test_every_alert_says_how_bad_and_what_happened(rule: dict[str, Any]) -> None:
+    assert rule["labels"]["severity"] in ("info", "warning", "critical")
+    assert rule["annotations"]["summary"]
+    assert rule["annotations"]["description"]
+    assert re.fullmatch(r"[0-9]+[smh]", rule["for"])
+
+
+def test_the_promised_alerts_exist() -> None:
+    by_name = {rule["alert"]: rule for rule in ALERTS}
+
+    assert 'phase=~"Failed|DeploymentTimeout"' in by_name["EGPModelFailed"]["expr"]
+    assert by_name["EGPModelFailed"]["for"] == "10m"
+    assert 'phase="Deploying"' in by_name["EGPModelStuckDeploying"]["expr"]
+    assert by_name["EGPModelStuckDeploying"]["for"] == "10m"
+    assert by_name["EGPSourceNotSynced"]["expr"] == (
+        "time() - egp_operator_last_successful_sync_timestamp_seconds > 3 * 60"
+    )
+    assert "egp_operator_sync_errors_total" in by_name["EGPSyncErrors"]["expr"]
+
+
+# ---- kube-state-metrics and Argo CD ------------------------------------------------------------
+
+
+def test_the_kube_state_metrics_config_matches_the_crds() -> None:
+    config = yaml.safe_load((MONITORING / "kube-state-metrics-config.yaml").read_text())
+    resources = {r["groupVersionKind"]["kind"]: r for r in config["spec"]["resources"]}
+
+    assert set(resources) == {"EGPModel", "EGPSource"}
+    for resource in resources.values():
+        assert resource["groupVersionKind"]["group"] == GROUP
+        assert resource["groupVersionKind"]["version"] == VERSION
+    metrics_of = {
+        kind: {m["name"]: m["each"] for m in r["metrics"]} for kind, r in resources.items()
+    }
+    phase = metrics_of["EGPModel"]["status_phase"]["stateSet"]
+    assert phase["path"] == ["status", "phase"]
+    assert phase["list"] == list(PHASES)
+    for kind in ("EGPModel", "EGPSource"):
+        conditions = metrics_of[kind]["status_condition"]["gauge"]
+        assert conditions["path"] == ["status", "conditions"]
+        assert conditions["valueFrom"] == ["status"]
+
+
+ARGOCD = yaml.safe_load((MONITORING / "argocd-health.yaml").read_text())
+
+
+def _health(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    lupa = pytest.importorskip("lupa", reason="the Argo CD health checks run in Lua (lupa)")
+    script = ARGOCD["data"][f"resource.customizations.health.{GROUP}_{kind}"]
+    lua = lupa.LuaRuntime()
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    return dict(lua.execute(script))
+
+
+def _condition(type_: str, status: str, reason: str, message: str = "") -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def _model(phase: str | None, ready: str = "False") -> dict[str, Any]:
+    if phase is None:
+        return {"metadata": {"name": "m"}, "spec": {"modelID": "x"}}
+    return {
+        "metadata": {"name": "m"},
+        "status": {
+            "phase": phase,
+            "conditions": [
+                _condition("Ready", ready, phase, "EGP reports it"),
+                _condition("Synced", "True", "Synced"),
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "health"),
+    [
+        (_model("Ready", ready="True"), "Healthy"),
+        (_model("Deploying"), "Progressing"),
+        (_model("Failed"), "Degraded"),
+        (_model("DeploymentTimeout"), "Degraded"),
+        (_model("Missing"), "Degraded"),
+        (_model("Unknown"), "Progressing"),
+        (_model(None), "Progressing"),
+        ({"metadata": {"name": "m"}, "status": {"phase": "Deploying"}}, "Progressing"),
+    ],
+    ids=["ready", "deploying", "failed", "timeout", "missing", "unknown", "new", "no-conditions"],
+)
+def test_argocd_health_of_an_egpmodel(model: dict[str, Any], health: str) -> None:
+    result = _health("EGPModel", model)
+
+    assert result["status"] == health
+    assert result["message"]
+
+
+def _source(
+    ready: str | None, synced: str | None, *, reason: str = "Synced", generation: int = 1
+) -> dict[str, Any]:
+    conditions = []
+    if ready is not None:
+        conditions.append(_condition("Ready", ready, "AccountReachable"))
+    if synced is not None:
+        conditions.append(_condition("Synced", synced, reason, "why"))
+    source: dict[str, Any] = {
+        "metadata": {"name": "s", "generation": generation},
+        "spec": {"credentialsSecretRef": {"name": "c"}},
+    }
+    if conditions:
+        source["status"] = {"conditions": conditions, "observedGeneration": 1}
+    return source
+
+
+@pytest.mark.parametrize(
+    ("source", "health", "says"),
+    [
+        (_source("True", "True"), "Healthy", ""),
+        (_source("False", "False", reason="AuthenticationFailed"), "Degraded", "Ready"),
+        (_source("True", "False", reason="IncompleteListing"), "Degraded", "IncompleteListing"),
+        (_source(None, None), "Progressing", ""),
+        (_source("True", "True", generation=2), "Progressing", "latest spec"),
+        (
+            {**_source("True", "True"), "spec": {"suspend": True}},
+            "Suspended",
+            "suspend",
+        ),
+    ],
+    ids=["synced", "unreachable", "incomplete", "new", "spec-changed", "suspended"],
+)
+def test_argocd_health_of_an_egpsource(source: dict[str, Any], health: str, says: str) -> None:
+    result = _health("EGPSource", source)
+
+    assert result["status"] == health
+    assert says in result["message"]
+
+
+# ---- the image -------------------------------------------------------------------------------
+
+
+def test_the_image_runs_the_operator_unprivileged_and_read_only() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    final_stage = dockerfile[dockerfile.rindex("\nFROM ") :]
+
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", dockerfile, re.M)
+    assert re.search(r"^USER [0-9]+:[0-9]+$", final_stage, re.M)
+    assert 'ENTRYPOINT ["egp-operator", "run"]' in final_stage
+    assert "PYTHONDONTWRITEBYTECODE=1" in final_stage
+    assert "HOME=/tmp" in final_stage
+    installs = re.findall(r"pip install ([^\\\n&]+)", dockerfile)
+    assert [i.strip() for i in installs] == ["."], "the runtime package only: no extras, no URLs"
+    patterns = [
+        line for line in (REPO / ".dockerignore").read_text().splitlines() if line[:1] not in "#"
+    ]
+    assert patterns[0] == "*", "the build context is an allow-list"
+    assert "!.cluster" not in patterns
