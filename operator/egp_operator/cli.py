@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["EGP_OPERATOR_METRICS_PORT"] = str(args.metrics_port)  # read at startup
     kopf.configure(verbose=args.verbose, log_prefix=True)
     kopf.run(
+        memo=kopf.Memo(namespaces=tuple(args.namespace or ())),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://{settings.probe_host}:{port}/healthz",

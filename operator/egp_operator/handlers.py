@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from egp_operator import metrics
-from egp_operator.kube import KubeClient, load_configuration
+from egp_operator.kube import KubeClient, KubeError, load_configuration
 from egp_operator.resources.models import (
     GROUP,
     MODEL_PLURAL,
@@ -55,9 +55,40 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube = kube
     memo.settings = operator_settings
     memo.syncer = SourceSyncer(kube, operator_settings)
+    namespaces: tuple[str, ...] = getattr(memo, "namespaces", ())
+    await ensure_peering(kube, operator_settings.peering_name, namespaces)
     if operator_settings.metrics_port:
         metrics.serve(operator_settings.metrics_port, operator_settings.probe_host)
     log.info("egp-operator starting with peering priority %d", settings.peering.priority)
+
+
+async def ensure_peering(kube: KubeClient, name: str, namespaces: tuple[str, ...]) -> None:
+    """Create the peering object the replicas meet in, so that one `kubectl apply -k deploy/`
+    installs everything (a custom resource cannot be applied with its own CRD in one go).
+    Cluster-wide: a ClusterKopfPeering; with --namespace: a KopfPeering in each namespace."""
+    targets = (
+        [
+            (f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings", "KopfPeering", ns)
+            for ns in namespaces
+        ]
+        if namespaces
+        else [("/apis/kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", None)]
+    )
+    for path, kind, namespace in targets:
+        metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
+        try:
+            await kube.create(
+                path, {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata}
+            )
+            log.info("created the %s %s", kind, name)
+        except KubeError as error:
+            if not error.conflict:
+                log.warning(
+                    "could not create the %s %s (%s): create it, or the operator stays paused",
+                    kind,
+                    name,
+                    error,
+                )
 
 
 @kopf.on.cleanup()

@@ -1,16 +1,17 @@
-"""What `kubectl apply -k deploy/` installs, on the real API server: the whole kustomization
-passes a server-side dry run, and the operator, run with nothing but the ServiceAccount token
-and the RBAC of deploy/ (plus the example's secret-reader Role), mirrors an EGP account.
+"""What `kubectl apply -k deploy/` installs, on a real API server: the whole kustomization
+passes a server-side dry run; one apply installs the base on a fresh cluster; and the operator,
+run with nothing but the ServiceAccount's token and the RBAC of deploy/ (plus the example's
+secret-reader Role), mirrors an EGP account, while `kubectl auth can-i` shows what else it may
+not do.
 
-No operator fixture here: the operator under test runs as the ServiceAccount, cluster-wide as
-the Deployment runs it, with a peering priority above any other replica's (which pauses one
-that might run, so that what is asserted is this one's doing).
+The install tests use a control plane of their own, started for this module: nothing else is
+installed there (no CRDs before the apply, no other operator, no other test's EGPSources), so
+the shipped names are used as they are and whatever happens there is this operator's doing.
 """
 
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.e2e.polling import eventually
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
+CRDS = REPO / "crds"
 EXAMPLES = DEPLOY / "examples"
 BASE_NAMESPACE = "egp-operator-system"
 EXAMPLE_NAMESPACE = "egp-models"
@@ -36,9 +38,6 @@ SERVICE_ACCOUNT = "egp-operator"
 SECRET = "egp-credentials"
 SOURCE = "egp"
 PEERING = "egp-operator"
-# Above the random priorities (1 .. 2**30) other replicas pick: they pause while this one runs.
-TOP_PRIORITY = 2**31
-RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 
 
 def kubectl(
@@ -112,7 +111,6 @@ def test_the_kustomization_passes_a_server_side_dry_run(
         control_plane.kubeconfig,
         "apply",
         "--server-side",
-        "--force-conflicts",
         "--dry-run=server",
         "-k",
         str(path),
@@ -126,49 +124,34 @@ def test_the_kustomization_passes_a_server_side_dry_run(
     assert "PodSecurity" not in dry_run.stderr
 
 
-# ---- the ServiceAccount and its RBAC ---------------------------------------------------------
+# ---- a fresh cluster, installed as the docs say ----------------------------------------------
 
 
 @dataclass
 class Installed:
-    """The RBAC of deploy/ and deploy/examples, applied with namespaces and cluster-scoped
-    names of its own, and a kubeconfig that logs in as the operator's ServiceAccount."""
+    """A cluster of its own where deploy/ was installed first thing, and the example
+    namespace's Secret, Role and RoleBinding were applied after it, with names as shipped; and
+    a kubeconfig that logs in as the operator's ServiceAccount."""
 
-    operator_namespace: str  # deploy/'s egp-operator-system
-    served_namespace: str  # deploy/examples' egp-models
+    cluster: LocalControlPlane
+    first_apply: subprocess.CompletedProcess[str]  # `apply -k deploy/` on the fresh cluster
+    base: list[dict[str, Any]]
+    example: list[dict[str, Any]]
     other_namespace: str  # one that granted the operator nothing
-    kubeconfig: Path
-    examples: dict[str, dict[str, Any]]  # the example's Secret and EGPSource, by kind
+    kubeconfig: Path  # the ServiceAccount's
 
 
-def _rename(documents: list[dict[str, Any]], names: dict[str, str], suffix: str) -> None:
-    """Move the documents to the test's namespaces, and suffix cluster-scoped names."""
-    for doc in documents:
-        meta = doc["metadata"]
-        if doc["kind"] == "Namespace":
-            meta["name"] = names[meta["name"]]
-        if "namespace" in meta:
-            meta["namespace"] = names[meta["namespace"]]
-        if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-            meta["name"] = f"{meta['name']}-{suffix}"
-        if doc["kind"] == "ClusterRoleBinding":
-            doc["roleRef"]["name"] = f"{doc['roleRef']['name']}-{suffix}"
-        for subject in doc.get("subjects", []):
-            subject["namespace"] = names[subject["namespace"]]
-
-
-def _service_account_kubeconfig(
-    api: Any, control_plane: LocalControlPlane, namespace: str, path: Path
-) -> Path:
+def _service_account_kubeconfig(cluster: LocalControlPlane, path: Path) -> Path:
     """A kubeconfig with a token of the ServiceAccount, minted by the TokenRequest API as the
     kubelet does for a pod."""
-    answer = client.CoreV1Api(api).create_namespaced_service_account_token(
-        SERVICE_ACCOUNT,
-        namespace,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-        ),
-    )
+    with cluster.api_client() as api:
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(
+            SERVICE_ACCOUNT,
+            BASE_NAMESPACE,
+            client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+            ),
+        )
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -176,8 +159,8 @@ def _service_account_kubeconfig(
             {
                 "name": "local",
                 "cluster": {
-                    "server": control_plane.server,
-                    "certificate-authority": str(control_plane.ca_file),
+                    "server": cluster.server,
+                    "certificate-authority": str(cluster.ca_file),
                 },
             }
         ],
@@ -193,59 +176,76 @@ def _service_account_kubeconfig(
 
 
 @pytest.fixture(scope="module")
-def installed(
-    kube_bin_dir: Path,
-    control_plane: LocalControlPlane,
-    crds_installed: list[str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Installed]:
-    suffix = uuid.uuid4().hex[:6]
-    names = {
-        BASE_NAMESPACE: f"egp-operator-{suffix}",
-        EXAMPLE_NAMESPACE: f"egp-models-{suffix}",
-    }
-    other = f"e2e-other-{suffix}"
-    base = [doc for doc in render(kube_bin_dir, DEPLOY) if doc["kind"] in RBAC_KINDS]
-    assert {doc["kind"] for doc in base} == RBAC_KINDS
-    example = render(kube_bin_dir, EXAMPLES)
-    access = [doc for doc in example if doc["kind"] in ("Namespace", "Role", "RoleBinding")]
-    _rename(base + example, names, suffix)  # `access` is part of `example`
-    examples = {doc["kind"]: doc for doc in example if doc["kind"] in ("Secret", "EGPSource")}
+def installed(kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """Its own control plane, so that nothing else is installed there (no CRDs yet, no other
+    operator, no other test's objects) and the shipped names can be used as they are. The base
+    is installed as docs/install.md says."""
+    other = "elsewhere"
+    with LocalControlPlane(kube_bin_dir, tmp_path_factory.mktemp("install-cluster")) as cluster:
+        config = cluster.kubeconfig
+        # What design.md promises first: one command.
+        first = kubectl(kube_bin_dir, config, "apply", "--server-side", "-k", str(DEPLOY))
+        # The documented first install: the CRDs, established, then everything.
+        crds = kubectl(kube_bin_dir, config, "apply", "--server-side", "-k", str(CRDS))
+        assert crds.returncode == 0, crds.stderr
+        established = kubectl(
+            kube_bin_dir,
+            config,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(render(kube_bin_dir, CRDS)),
+        )
+        assert established.returncode == 0, established.stderr
+        applied = kubectl(kube_bin_dir, config, "apply", "--server-side", "-k", str(DEPLOY))
+        assert applied.returncode == 0, applied.stderr
 
-    kubeconfig = control_plane.kubeconfig
-    apply(kube_bin_dir, kubeconfig, base)
-    apply(kube_bin_dir, kubeconfig, access)
-    with control_plane.api_client() as api:
-        core = client.CoreV1Api(api)
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
-        for namespace in (other, names[BASE_NAMESPACE]):  # Secrets the operator may not read
-            core.create_namespaced_secret(
-                namespace,
-                client.V1Secret(
-                    metadata=client.V1ObjectMeta(name=SECRET), string_data={"apiKey": "x"}
-                ),
-            )
-        core.create_namespaced_secret(
-            names[EXAMPLE_NAMESPACE],
-            client.V1Secret(metadata=client.V1ObjectMeta(name="unrelated"), string_data={"k": "x"}),
-        )
+        example = render(kube_bin_dir, EXAMPLES)
+        access = [doc for doc in example if doc["kind"] in ("Namespace", "Role", "RoleBinding")]
+        secret = next(doc for doc in example if doc["kind"] == "Secret")
+        secret["stringData"] = {"apiKey": EGP_KEY}  # what the user puts instead of REPLACE_ME
+        apply(kube_bin_dir, config, [*access, secret])
+        with cluster.api_client() as api:
+            core = client.CoreV1Api(api)
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+            for namespace, name in (
+                (other, SECRET),  # the same name elsewhere
+                (BASE_NAMESPACE, SECRET),
+                (EXAMPLE_NAMESPACE, "unrelated"),  # another Secret beside the granted one
+            ):
+                core.create_namespaced_secret(
+                    namespace,
+                    client.V1Secret(
+                        metadata=client.V1ObjectMeta(name=name), string_data={"apiKey": "x"}
+                    ),
+                )
         token_config = _service_account_kubeconfig(
-            api,
-            control_plane,
-            names[BASE_NAMESPACE],
-            tmp_path_factory.mktemp("sa") / "kubeconfig",
+            cluster, tmp_path_factory.mktemp("sa") / "kubeconfig"
         )
-    try:
-        yield Installed(
-            names[BASE_NAMESPACE], names[EXAMPLE_NAMESPACE], other, token_config, examples
+        yield Installed(cluster, first, render(kube_bin_dir, DEPLOY), example, other, token_config)
+
+
+def test_one_kubectl_apply_installs_everything_on_a_fresh_cluster(
+    kube_bin_dir: Path, installed: Installed
+) -> None:
+    first = installed.first_apply
+    assert first.returncode == 0, first.stderr
+    for doc in installed.base:
+        meta = doc["metadata"]
+        where = ["-n", meta["namespace"]] if "namespace" in meta else []
+        found = kubectl(
+            kube_bin_dir,
+            installed.cluster.kubeconfig,
+            "get",
+            doc["kind"],
+            meta["name"],
+            *where,
+            "-o",
+            "name",
         )
-    finally:
-        with control_plane.api_client() as api:
-            rbac = client.RbacAuthorizationV1Api(api)
-            rbac.delete_cluster_role_binding(f"egp-operator-{suffix}")
-            rbac.delete_cluster_role(f"egp-operator-{suffix}")
-            for namespace in (*names.values(), other):
-                client.CoreV1Api(api).delete_namespace(namespace)
+        assert found.returncode == 0, found.stderr
 
 
 SERVED, OPERATOR, OTHER, CLUSTER = "served", "operator", "other", "cluster"
@@ -288,7 +288,7 @@ PEERINGS = "clusterkopfpeerings.kopf.dev"
         ("watch", PEERINGS, CLUSTER, True),
         ("patch", f"{PEERINGS}/{PEERING}", CLUSTER, True),
         ("patch", f"{PEERINGS}/another", CLUSTER, False),
-        ("create", PEERINGS, CLUSTER, False),
+        ("create", PEERINGS, CLUSTER, True),  # made at startup when missing
         ("watch", "customresourcedefinitions.apiextensions.k8s.io", CLUSTER, True),
         ("create", "customresourcedefinitions.apiextensions.k8s.io", CLUSTER, False),
         # Nothing of what a workload or an attacker would want.
@@ -310,8 +310,8 @@ def test_the_service_account_may_do_what_the_operator_needs_and_nothing_else(
     kube_bin_dir: Path, installed: Installed, verb: str, resource: str, where: str, allowed: bool
 ) -> None:
     namespace = {
-        SERVED: ["-n", installed.served_namespace],
-        OPERATOR: ["-n", installed.operator_namespace],
+        SERVED: ["-n", EXAMPLE_NAMESPACE],
+        OPERATOR: ["-n", BASE_NAMESPACE],
         OTHER: ["-n", installed.other_namespace],
         CLUSTER: ["--all-namespaces"],
     }[where]
@@ -325,14 +325,10 @@ def test_the_service_account_may_do_what_the_operator_needs_and_nothing_else(
     )
 
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
+    assert "Warning" not in answer.stderr  # e.g. a resource type the server does not know
 
 
 # ---- the operator as its ServiceAccount ------------------------------------------------------
-
-
-def _peer_priorities(custom: Any) -> list[int]:
-    peering = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
-    return [peer.get("priority", 0) for peer in (peering.get("status") or {}).values() if peer]
 
 
 def _metric_lines(url: str, namespace: str) -> list[str]:
@@ -340,93 +336,93 @@ def _metric_lines(url: str, namespace: str) -> list[str]:
     return [line for line in body.splitlines() if f'namespace="{namespace}"' in line]
 
 
-@pytest.mark.usefixtures("peering")
 def test_the_operator_mirrors_an_account_with_only_the_deployed_rbac(
-    kube_bin_dir: Path,
-    control_plane: LocalControlPlane,
-    installed: Installed,
-    api: Any,
-    tmp_path: Path,
+    kube_bin_dir: Path, installed: Installed, tmp_path: Path
 ) -> None:
-    served = installed.served_namespace
-    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
     upstream = generate_models(6, seed=31)
-    with FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as egp:
+    with (
+        installed.cluster.api_client() as api,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as egp,
+    ):
+        core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
         egp.add_models(upstream)
+        # As the Deployment runs it: cluster-wide, logged in as the ServiceAccount only.
         operator = OperatorProcess(
-            installed.kubeconfig,
-            tmp_path / "operator.log",
-            status_heartbeat_seconds="3600",
-            priority=str(TOP_PRIORITY),
+            installed.kubeconfig, tmp_path / "operator.log", status_heartbeat_seconds="3600"
         )
         try:
-            eventually(
-                lambda: TOP_PRIORITY in _peer_priorities(objects),
-                timeout=60,
-                what="the operator to join the ClusterKopfPeering",
-            )
-            secret, source = installed.examples["Secret"], installed.examples["EGPSource"]
-            secret["stringData"] = {"apiKey": EGP_KEY}
+            source = next(doc for doc in installed.example if doc["kind"] == "EGPSource")
             source["spec"] |= {
                 "baseURL": egp.url,
                 "accountID": EGP_ACCOUNT,
                 "refreshInterval": "10s",
             }
-            apply(kube_bin_dir, control_plane.kubeconfig, [secret, source])
+            apply(kube_bin_dir, installed.cluster.kubeconfig, [source])
 
-            marker = f"cycle of EGPSource {served}/{SOURCE}: Synced"
+            marker = f"cycle of EGPSource {EXAMPLE_NAMESPACE}/{SOURCE}: Synced"
             eventually(
                 lambda: marker in operator.log(), timeout=90, what="a Synced cycle as the SA"
             )
-            models = objects.list_namespaced_custom_object(GROUP, VERSION, served, MODEL_PLURAL)
-            assert {m["spec"]["modelID"] for m in models["items"]} == {m["id"] for m in upstream}
-            assert all(m["status"]["phase"] for m in models["items"])
+            models = objects.list_namespaced_custom_object(
+                GROUP, VERSION, EXAMPLE_NAMESPACE, MODEL_PLURAL
+            )["items"]
+            assert {m["spec"]["modelID"] for m in models} == {m["id"] for m in upstream}
+            assert all(m["status"]["phase"] for m in models)
             status = objects.get_namespaced_custom_object(
-                GROUP, VERSION, served, SOURCE_PLURAL, SOURCE
+                GROUP, VERSION, EXAMPLE_NAMESPACE, SOURCE_PLURAL, SOURCE
             )
             conditions = {c["type"]: c for c in status["status"]["conditions"]}
             assert conditions["Ready"]["status"] == conditions["Synced"]["status"] == "True"
             assert f"{GROUP}/finalizer" in status["metadata"].get("finalizers", [])
-            exported = _metric_lines(operator.metrics_url, served)
-            assert any(line.startswith("egp_operator_models{") for line in exported)
-            assert any(
-                line.startswith("egp_operator_last_successful_sync_timestamp_seconds{")
-                for line in exported
-            )
+            exported = _metric_lines(operator.metrics_url, EXAMPLE_NAMESPACE)
+            for name in (
+                "egp_operator_models",
+                "egp_operator_last_successful_sync_timestamp_seconds",
+            ):
+                assert any(line.startswith(name + "{") for line in exported), name
 
-            # Events need a phase change: the next cycle sees one and posts it.
-            changed = upstream[0]
-            egp.update_model(changed["id"], status="failed", status_reason="OOMKilled")
+            # Events come with phase changes: the next cycle sees one and posts it.
+            egp.update_model(upstream[0]["id"], status="failed", status_reason="OOMKilled")
             eventually(
                 lambda: any(
-                    e.reason == "Failed"
-                    for e in core.list_namespaced_event(served).items
-                    if e.involved_object.kind == "EGPModel"
+                    e.reason == "Failed" and e.involved_object.kind == "EGPModel"
+                    for e in core.list_namespaced_event(EXAMPLE_NAMESPACE).items
                 ),
                 timeout=60,
                 what="a Failed Event posted by the SA",
             )
 
-            # Deleting the source needs kopf's finalizer removed by the operator (a patch).
-            objects.delete_namespaced_custom_object(GROUP, VERSION, served, SOURCE_PLURAL, SOURCE)
+            # The first step of uninstalling: the operator releases kopf's finalizer (a patch),
+            # and garbage collection takes the EGPModels.
+            deleted = kubectl(
+                kube_bin_dir,
+                installed.cluster.kubeconfig,
+                "delete",
+                "egpsources",
+                "--all",
+                "--all-namespaces",
+                "--wait",
+                "--timeout=60s",
+            )
+            assert deleted.returncode == 0, deleted.stderr
             eventually(
                 lambda: (
                     not objects.list_namespaced_custom_object(
-                        GROUP, VERSION, served, SOURCE_PLURAL
+                        GROUP, VERSION, EXAMPLE_NAMESPACE, MODEL_PLURAL
                     )["items"]
                 ),
                 timeout=60,
-                what="the EGPSource's finalizer to be released",
+                what="the EGPModels to be garbage collected",
             )
         finally:
             operator.stop()
             print(operator.log()[-5000:])
-    log = operator.log()
     denied = [
         line
-        for line in log.splitlines()
+        for line in operator.log().splitlines()
         if "Not enough permissions" in line
         or "APIForbiddenError" in line
-        or (served in line and ("Forbidden" in line or "403" in line))
+        or "Forbidden" in line
+        or " 403 " in line
     ]
     assert not denied, "\n".join(denied)

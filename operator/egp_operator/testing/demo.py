@@ -124,7 +124,7 @@ class Demo:
         _wait("the local EGP server", lambda: _answers(f"{egp_url}/_admin/health"))
 
         _say("Installing the CRDs")
-        self.kubectl("apply", "-f", str(_repo_root() / "crds"))
+        self.kubectl("apply", "--server-side", "-k", str(_repo_root() / "crds"))
         self.kubectl(
             "wait",
             "--for=condition=Established",
@@ -258,11 +258,6 @@ def _repo_root() -> Path:
 
 def _manifests(egp_url: str) -> str:
     return f"""\
-apiVersion: kopf.dev/v1
-kind: ClusterKopfPeering
-metadata:
-  name: egp-operator
----
 apiVersion: v1
 kind: Secret
 metadata:
