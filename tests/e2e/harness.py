@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
 from egp_operator.testing.fake_egp import FakeEGPServer
@@ -176,3 +178,12 @@ def list_walks(egp: FakeEGPServer) -> int:
         for r in egp.recent_requests()
         if r["endpoint"] == "list" and r["status"] == 200 and "starting_after" not in r["query"]
     )
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The operator's /metrics as {(sample name, labels): value}."""
+    samples = {}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return samples

@@ -26,6 +26,7 @@ from tests.e2e.harness import (
     OperatorProcess,
     phase,
     ready_condition,
+    scrape,
     start_source,
     wait_mirrored,
 )
@@ -103,6 +104,11 @@ def test_an_egp_fault_deletes_and_marks_nothing_and_the_next_good_cycle_converge
     assert_nothing_lost(mirror, {m["id"] for m in upstream})
     assert operator.alive()
     assert EGP_KEY not in httpx.get(operator.metrics_url, timeout=5).text
+    errors = scrape(operator.metrics_url)[
+        "egp_operator_sync_errors_total",
+        frozenset({("namespace", mirror.namespace), ("source", "src"), ("reason", reason)}),
+    ]
+    assert errors >= 1
 
     egp.clear_faults()
     egp.revoke_key(EGP_KEY)

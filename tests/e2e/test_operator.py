@@ -9,9 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from egp_operator.sync.rendering import PHASE_BY_STATUS
 from egp_operator.testing.cluster import LocalControlPlane
@@ -23,6 +21,7 @@ from tests.e2e.harness import (
     list_walks,
     phase,
     ready_condition,
+    scrape,
     start_source,
     wait_mirrored,
 )
@@ -256,14 +255,6 @@ def test_two_replicas_run_and_exactly_one_syncs(
         second.stop()
     walks = list_walks(egp)
     eventually(lambda: list_walks(egp) > walks, timeout=3 * ONE_CYCLE, what="sync after a stop")
-
-
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    samples = {}
-    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
-        for sample in family.samples:
-            samples[sample.name, frozenset(sample.labels.items())] = sample.value
-    return samples
 
 
 def test_metrics_show_models_by_phase_and_vendor_and_egp_requests(
