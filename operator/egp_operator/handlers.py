@@ -99,10 +99,13 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, MODEL_PLURAL)
-def egpmodels_by_source(
+async def egpmodels_by_source(
     namespace: str | None, spec: Mapping[str, Any], body: Mapping[str, Any], **_: Any
 ) -> dict[tuple[str, str], MirroredModel]:
-    """Every EGPModel by (namespace, source): a cycle reads this instead of LISTing."""
+    """Every EGPModel by (namespace, source): a cycle reads this instead of LISTing.
+
+    Async although it awaits nothing: kopf runs a sync handler in a thread pool, a hand-off
+    per watch event that costs more than the handler itself."""
     source = (spec.get("sourceRef") or {}).get("name", "")
     return {(namespace or "", source): mirrored_from_object(_plain(body))}
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
+import os
 import random
 import ssl
 from collections import Counter
@@ -77,6 +79,21 @@ class ModelListing:
         return {model.id: model for model in self.models}
 
 
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
+    """One context per setting (and CA file version) for the process: loading a CA bundle costs
+    ~40 ms of CPU, which a client made per sync cycle would otherwise pay every cycle."""
+    ca_file_version = os.stat(verify).st_mtime_ns if isinstance(verify, str) else 0
+    return _cached_tls_context(verify, ca_file_version)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tls_context(verify: bool | str, ca_file_version: int) -> ssl.SSLContext:
+    """`ca_file_version` is only a cache key: a rotated CA file is read again."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return httpx.create_ssl_context(verify=verify)
+
+
 class EGPClient:
     """One connection to one EGP account. Use as an async context manager."""
 
@@ -107,7 +124,7 @@ class EGPClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify,
+            verify=_tls_context(verify),
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "egp-operator"},
         )

@@ -9,8 +9,9 @@ whose plan recreates it. Any other error is collected, and the cycle reports it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,16 +60,23 @@ class Applier:
     ) -> ApplyResult:
         """`uids` maps object names to uids, for Events that `kubectl describe` finds."""
         result = ApplyResult()
-        work: list[Awaitable[None]] = [
-            *(self._create(source, create, result) for create in plan.creates),
-            *(self._update(source, update, result) for update in plan.updates),
-            *(self._delete(source, delete, result) for delete in plan.deletes),
-            *(
+        work: Iterator[Awaitable[None]] = itertools.chain(
+            (self._create(source, create, result) for create in plan.creates),
+            (self._update(source, update, result) for update in plan.updates),
+            (self._delete(source, delete, result) for delete in plan.deletes),
+            (
                 self._event(source, event, uids.get(event.object_name), now, result)
                 for event in plan.events
             ),
-        ]
-        await asyncio.gather(*work)
+        )
+
+        async def worker() -> None:
+            # Each coroutine is made only when a worker takes it from the shared generator: a
+            # plan of 10,000 creates never holds 10,000 tasks and request bodies at once.
+            for job in work:
+                await job
+
+        await asyncio.gather(*(worker() for _ in range(self.kube.concurrency)))
         return result
 
     def _path(self, source: SourceIdentity, name: str = "") -> str:

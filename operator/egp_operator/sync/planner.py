@@ -152,7 +152,8 @@ def _update(
     result: Plan, current: MirroredModel, labels: dict[str, str], status: dict[str, Any]
 ) -> None:
     labels_changed = any(current.labels.get(key) != value for key, value in labels.items())
-    status_changed = _comparable(status) != _comparable(current.status)
+    # Equal as built is the common case and a C-speed check; only then the null-blind one.
+    status_changed = status != current.status and _comparable(status) != _comparable(current.status)
     if not (labels_changed or status_changed):
         return
     result.updates.append(

@@ -127,6 +127,8 @@ def observed_status(
             previous=previous_conditions,
         ),
     ]
+    if status == previous:
+        return status  # as stored, and what is stored was capped: skip serializing it again
     return cap_size(status, now=now, previous=previous_conditions)
 
 

@@ -14,10 +14,8 @@ from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
 from tests.integration.conftest import ACCOUNT, API_KEY
 
 
-@pytest.fixture
-def https_egp(tmp_path: Path) -> Iterator[tuple[FakeEGPServer, Path]]:
-    """A local EGP server on HTTPS with a self-signed certificate for 127.0.0.1."""
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+def _self_signed_certificate(cert: Path, key: Path) -> None:
+    """A new self-signed certificate for 127.0.0.1: its own CA."""
     subprocess.run(
         [
             "openssl",
@@ -40,6 +38,13 @@ def https_egp(tmp_path: Path) -> Iterator[tuple[FakeEGPServer, Path]]:
         check=True,
         capture_output=True,
     )
+
+
+@pytest.fixture
+def https_egp(tmp_path: Path) -> Iterator[tuple[FakeEGPServer, Path]]:
+    """A local EGP server on HTTPS with a self-signed certificate for 127.0.0.1."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    _self_signed_certificate(cert, key)
     server = FakeEGPServer(api_key=API_KEY, account_id=ACCOUNT, tls=(cert, key))
     with server:
         server.add_models(generate_models(2))
@@ -66,3 +71,18 @@ async def test_a_trusted_ca_file_makes_it_work(https_egp: tuple[FakeEGPServer, P
         listing = await client.list_models()
 
     assert len(listing.models) == 2
+
+
+async def test_a_rotated_ca_file_is_trusted_without_a_restart(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.crt"
+    for generation in range(2):
+        cert, key = tmp_path / f"tls-{generation}.crt", tmp_path / f"tls-{generation}.key"
+        _self_signed_certificate(cert, key)
+        ca_file.write_bytes(cert.read_bytes())  # the CA file is rewritten in place
+        with FakeEGPServer(api_key=API_KEY, account_id=ACCOUNT, tls=(cert, key)) as server:
+            server.add_models(generate_models(1))
+            async with EGPClient(
+                base_url=server.url, api_key=API_KEY, account_id=ACCOUNT, verify=str(ca_file)
+            ) as client:
+                listing = await client.list_models()
+        assert len(listing.models) == 1
