@@ -1,0 +1,241 @@
+"""The processes a benchmark starts (local EGP server, operator) and what /proc says of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+_CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+_STOP_TIMEOUT: Final = 30.0
+
+
+class BenchError(RuntimeError):
+    """Something the benchmark needs did not happen in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime (fields 14, 15)
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in bytes, from /proc/<pid>/status."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it if it outlives the timeout, and reap it."""
+    if process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, _STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_until(check: Any, *, timeout: float, what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process.poll() is not None:
+            raise BenchError(f"{what}: the process exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+class FakeEGPProcess:
+    """`egp-operator fake-egp` in its own process (so it never shares the driver's GIL), with a
+    client for its admin API."""
+
+    def __init__(self, log_file: Path, *, api_key: str, account_id: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log_file.open("wb")
+        command = [
+            sys.executable,
+            "-m",
+            "egp_operator.cli",
+            "fake-egp",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--api-key={api_key}",
+            f"--account-id={account_id}",
+            "--models=0",
+        ]
+        self.process = subprocess.Popen(  # noqa: S603
+            command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._admin = httpx.Client(base_url=f"{self.url}/_admin", timeout=60)
+        try:
+            _wait_until(
+                self._healthy, timeout=30, what="the local EGP server", process=self.process
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _healthy(self) -> bool:
+        try:
+            return self._admin.get("/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._admin.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def add_account(self, api_key: str, account_id: str, count: int, seed: int) -> None:
+        self.admin("POST", "/keys", {"api_key": api_key, "account_id": account_id})
+        self.admin("POST", f"/accounts/{account_id}/generate", {"count": count, "seed": seed})
+
+    def models(self, account_id: str) -> list[dict[str, Any]]:
+        models: list[dict[str, Any]] = self.admin("GET", f"/accounts/{account_id}/models")
+        return models
+
+    def update_models(self, account_id: str, changes: dict[str, Any], ids: list[str]) -> int:
+        answer = self.admin(
+            "PATCH", f"/accounts/{account_id}/models", {"changes": changes, "ids": ids}
+        )
+        return int(answer["changed"])
+
+    def request_counts(self) -> Counter[str]:
+        return Counter(self.admin("GET", "/requests")["counts"])
+
+    def stop(self) -> None:
+        self._admin.close()
+        _stop_group(self.process)
+        self._log.close()
+
+
+@dataclass(frozen=True)
+class OperatorMetrics:
+    """What one scrape of the operator's /metrics says, summed over sources."""
+
+    kube_requests: Counter[str]
+    sync_seconds: float
+    sync_cycles: float
+
+
+class OperatorProcess:
+    """`egp-operator run` as in production: cluster-wide, in its own process group."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_file: Path,
+        *,
+        command: Sequence[str] = (sys.executable, "-m", "egp_operator.cli", "run"),
+        **settings: str,
+    ) -> None:
+        """`command` must exec the operator itself (not a wrapper process): its pid is the one
+        whose CPU and memory are read."""
+        self.log_file = log_file
+        self.metrics_port = free_port()
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        settings = {
+            "probe_host": "127.0.0.1",
+            "liveness_port": str(free_port()),
+            "metrics_port": str(self.metrics_port),
+            **settings,
+        }
+        env.update({f"EGP_OPERATOR_{key.upper()}": value for key, value in settings.items()})
+        self._log = log_file.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603
+            list(command),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.process.pid
+        self._http = httpx.Client(timeout=30)
+        self._offset = 0
+        self._lines: list[str] = []
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Until kopf has started and, with mandatory peering, resumed operations."""
+        _wait_until(
+            lambda: any("Resuming operations" in line for line in self.new_lines()),
+            timeout=timeout,
+            what="the operator to start",
+            process=self.process,
+        )
+
+    def new_lines(self) -> list[str]:
+        """Every complete log line so far (read incrementally: the log only grows)."""
+        with self.log_file.open("rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        self._lines += chunk[:end].decode(errors="replace").splitlines()
+        return self._lines
+
+    def cycle_lines(self, namespace: str, source: str) -> list[str]:
+        marker = f"cycle of EGPSource {namespace}/{source}:"
+        return [line for line in self.new_lines() if marker in line]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def memory(self) -> dict[str, int]:
+        return memory(self.pid)
+
+    def scrape(self) -> OperatorMetrics:
+        text = self._http.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
+        kube: Counter[str] = Counter()
+        sync_sum = sync_count = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "egp_operator_kubernetes_requests_total":
+                    kube[sample.labels["verb"]] += int(sample.value)
+                elif sample.name == "egp_operator_sync_duration_seconds_sum":
+                    sync_sum += sample.value
+                elif sample.name == "egp_operator_sync_duration_seconds_count":
+                    sync_count += sample.value
+        return OperatorMetrics(kube, sync_sum, sync_count)
+
+    def stop(self) -> None:
+        self._http.close()
+        _stop_group(self.process)
+        self._log.close()
