@@ -15,6 +15,8 @@ from typing import Any
 import kopf
 
 from egp_operator import metrics
+from egp_operator.collector import FrozenAfterCycles
+from egp_operator.kopf_storage import StatuslessDiffBaseStorage
 from egp_operator.kube import KubeClient, KubeError, load_configuration
 from egp_operator.resources.models import (
     GROUP,
@@ -46,7 +48,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = False  # our Events are about models, not about kopf's log
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = StatuslessDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.watching.server_timeout = 300
@@ -55,6 +57,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube = kube
     memo.settings = operator_settings
     memo.syncer = SourceSyncer(kube, operator_settings)
+    memo.collector = FrozenAfterCycles()
     namespaces: tuple[str, ...] = getattr(memo, "namespaces", ())
     await ensure_peering(kube, operator_settings.peering_name, namespaces)
     if operator_settings.metrics_port:
@@ -125,6 +128,7 @@ async def sync_source(
     index: kopf.Index[tuple[str, str], MirroredModel] = kwargs["egpmodels_by_source"]
     syncer: SourceSyncer = memo.syncer
     settings: Settings = memo.settings
+    collector: FrozenAfterCycles = memo.collector
     failures = 0
     while not stopped:
         source = _plain(body)
@@ -141,6 +145,7 @@ async def sync_source(
             report = None
         if report is not None:
             _log_cycle(namespace or "", name, report)
+        collector.after_cycle()
         failures = 0 if report is not None and report.outcome.ok else failures + 1
         delay = interval if failures == 0 else _backoff(failures, settings)
         jitter = settings.interval_jitter
