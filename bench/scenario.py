@@ -380,6 +380,19 @@ class Stage:
                 "spec": {"credentialsSecretRef": {"name": "none"}, "suspend": True},
             },
         )
+        # The operator's runs are watched by the bench's tracker; so are these, so that the API
+        # server and the machine carry the same observer in both.
+        async with ModelTracker(self.kube, namespace):
+            return await self._plain_writes(library, namespace, owner, before, after)
+
+    async def _plain_writes(
+        self,
+        library: str,
+        namespace: str,
+        owner: dict[str, Any],
+        before: list[InferenceModel],
+        after: list[InferenceModel],
+    ) -> PlainRun:
         initial = baselines.initial_plan(before, namespace, SOURCE)
         plane_cpu = _plane_cpu(self.plane)
         async with _client(library, self.kube, self.config.concurrency) as plain:
