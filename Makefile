@@ -12,7 +12,7 @@ help:
 	@echo "make test-fast     unit and integration tests only (no Kubernetes control plane)"
 	@echo "make demo          the whole product on loopback: control plane, local EGP, operator"
 	@echo "make demo-down     stop the demo"
-	@echo "make bench         measure a sync at 1,000 and 10,000 models into bench/RESULTS.md (~11 min)"
+	@echo "make bench         measure a sync at 1,000 and 10,000 models into bench/RESULTS.md (~15 min)"
 	@echo "make cluster-up    start kube-apiserver + etcd + kube-controller-manager on loopback"
 	@echo "make cluster-down  stop them"
 
