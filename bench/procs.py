@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,15 @@ from typing import Any, Final
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from egp_operator.testing import processes
+from egp_operator.testing.processes import free_port
+
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 _STOP_TIMEOUT: Final = 30.0
 
 
 class BenchError(RuntimeError):
     """Something the benchmark needs did not happen in time."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -153,38 +148,19 @@ class OperatorMetrics:
     sync_cycles: float
 
 
-class OperatorProcess:
-    """`egp-operator run` as in production: cluster-wide, in its own process group."""
+class OperatorProcess(processes.OperatorProcess):
+    """`egp-operator run` as in production (cluster-wide), plus what the benchmark reads of it:
+    its log lines as they come, its CPU and memory from /proc, its /metrics."""
 
     def __init__(
         self,
         kubeconfig: Path,
         log_file: Path,
         *,
-        command: Sequence[str] = (sys.executable, "-m", "egp_operator.cli", "run"),
+        command: Sequence[str] = processes.OPERATOR_COMMAND,
         **settings: str,
     ) -> None:
-        """`command` must exec the operator itself (not a wrapper process): its pid is the one
-        whose CPU and memory are read."""
-        self.log_file = log_file
-        self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        settings = {
-            "probe_host": "127.0.0.1",
-            "liveness_port": str(free_port()),
-            "metrics_port": str(self.metrics_port),
-            **settings,
-        }
-        env.update({f"EGP_OPERATOR_{key.upper()}": value for key, value in settings.items()})
-        self._log = log_file.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603
-            list(command),
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
+        super().__init__(kubeconfig, log_file, command=command, **settings)
         self._http = httpx.Client(timeout=30)
         self._offset = 0
         self._lines: list[str] = []
@@ -212,9 +188,6 @@ class OperatorProcess:
         marker = f"cycle of EGPSource {namespace}/{source}:"
         return [line for line in self.new_lines() if marker in line]
 
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
@@ -222,7 +195,7 @@ class OperatorProcess:
         return memory(self.pid)
 
     def scrape(self) -> OperatorMetrics:
-        text = self._http.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
+        text = self._http.get(self.metrics_url).text
         kube: Counter[str] = Counter()
         sync_sum = sync_count = 0.0
         for family in text_string_to_metric_families(text):
@@ -235,7 +208,6 @@ class OperatorProcess:
                     sync_count += sample.value
         return OperatorMetrics(kube, sync_sum, sync_count)
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         self._http.close()
-        _stop_group(self.process)
-        self._log.close()
+        super().stop(sig)

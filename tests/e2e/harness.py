@@ -3,12 +3,6 @@ the real API server, plus helpers to read what it mirrored."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,61 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
 from egp_operator.testing.fake_egp import FakeEGPServer
+from egp_operator.testing.processes import OperatorProcess as OperatorProcess
 from tests.e2e.polling import eventually
 
 EGP_KEY = "sk-e2e-7c1f0b5a9d3e"
 EGP_ACCOUNT = "acct-e2e"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class OperatorProcess:
-    """One replica of the operator; its log is kept in a file for assertions and debugging."""
-
-    def __init__(self, kubeconfig: Path, log_file: Path, **settings: str) -> None:
-        self.log_file = log_file
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        self.metrics_port = free_port()
-        settings = {
-            "probe_host": "127.0.0.1",
-            "liveness_port": str(free_port()),
-            "metrics_port": str(self.metrics_port),
-            **settings,
-        }
-        env.update({f"EGP_OPERATOR_{key.upper()}": value for key, value in settings.items()})
-        self._log = log_file.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "egp_operator.cli", "run"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 class Mirror:

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from egp_operator.testing.cluster import default_cluster_dir, find_bin_dir
+from egp_operator.testing.processes import free_port
 
 API_KEY = "demo-key"
 ACCOUNT = "acct-demo"
@@ -30,13 +30,6 @@ NAMESPACE = "default"
 SOURCE = "demo"
 MODELS = 36
 DEADLINE = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _say(text: str) -> None:
@@ -99,7 +92,7 @@ class Demo:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        port = _free_port()
+        port = free_port()
         egp_url = f"http://127.0.0.1:{port}"
         _say(f"Starting a local EGP server with {MODELS} models at {egp_url}")
         self.background(
@@ -136,8 +129,8 @@ class Demo:
         _say("Starting the operator")
         self.env |= {
             "EGP_OPERATOR_PROBE_HOST": "127.0.0.1",
-            "EGP_OPERATOR_LIVENESS_PORT": str(_free_port()),
-            "EGP_OPERATOR_METRICS_PORT": str(_free_port()),
+            "EGP_OPERATOR_LIVENESS_PORT": str(free_port()),
+            "EGP_OPERATOR_METRICS_PORT": str(free_port()),
         }
         self.background("operator", [sys.executable, "-m", "egp_operator.cli", "run"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from egp_operator.egp.models import MODEL_STATUSES
 from egp_operator.testing.fake_egp import FakeEGPServer, Fault, ServerConfig, generate_models
 from egp_operator.testing.fake_egp.state import VENDORS_2025_05
+from egp_operator.testing.processes import free_port
 
 KEY = {"x-api-key": "test-key"}
 
@@ -195,13 +195,6 @@ def test_generated_models_are_reproducible_and_varied() -> None:
     assert any(m["vendor_configuration"] is None for m in models)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -219,7 +212,7 @@ def test_the_command_serves_a_models_file(tmp_path: Path, shape: str) -> None:
     models = generate_models(4, seed=3)
     models_file = tmp_path / "models.json"
     models_file.write_text(json.dumps(models if shape == "list" else {"items": models}))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "egp_operator.cli", "fake-egp", "--port", str(port)]
     command += ["--api-key", "k", "--account-id", "acct-x", "--models-file", str(models_file)]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
@@ -234,7 +227,7 @@ def test_the_command_serves_a_models_file(tmp_path: Path, shape: str) -> None:
 
 
 def test_the_command_generates_models_by_seed() -> None:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "egp_operator.cli", "fake-egp", "--port", str(port)]
     command += ["--api-key", "k", "--models", "12", "--seed", "5"]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:

@@ -1,0 +1,83 @@
+"""`egp-operator run` as a child process on loopback, for e2e tests and benchmarks.
+
+It runs as in production, against the cluster of `kubeconfig`, with free probe and metrics ports
+and settings passed the way a Deployment passes them (`EGP_OPERATOR_*` variables). Its output
+goes to a file, and it gets a process group of its own, so stopping it stops all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+OPERATOR_COMMAND: Final = (sys.executable, "-m", "egp_operator.cli", "run")
+STOP_TIMEOUT: Final = 30.0
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """One replica of the operator; its log is kept in `log_file`."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_file: Path,
+        *,
+        command: Sequence[str] = OPERATOR_COMMAND,
+        **settings: str,
+    ) -> None:
+        """`command` must exec the operator itself, not a wrapper, so that `pid` is its pid."""
+        self.log_file = log_file
+        self.metrics_port = free_port()
+        settings = {
+            "probe_host": "127.0.0.1",
+            "liveness_port": str(free_port()),
+            "metrics_port": str(self.metrics_port),
+            **settings,
+        }
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        env.update({f"EGP_OPERATOR_{key.upper()}": value for key, value in settings.items()})
+        self._log = log_file.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - our own command line
+            list(command),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` to the whole group; SIGKILL what is still there after `STOP_TIMEOUT`."""
+        for signal_, wait in ((sig, STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal_)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=wait)
+        self._log.close()
