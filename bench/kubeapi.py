@@ -41,6 +41,20 @@ class KubeAPIError(Exception):
         self.status = status
 
 
+def _encoded(body: Any, content_type: str) -> tuple[str | None, dict[str, str]]:
+    """The request body and its headers, alike for both HTTP libraries."""
+    if body is None:
+        return None, {}
+    return json.dumps(body, separators=(",", ":")), {"Content-Type": content_type}
+
+
+def _decoded(status: int, text: str) -> Any:
+    """The JSON answer, or the error, alike for both HTTP libraries."""
+    if not 200 <= status < 300:
+        raise KubeAPIError(status, text)
+    return json.loads(text) if text else None
+
+
 def models_path(namespace: str, name: str = "") -> str:
     base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{MODEL_PLURAL}"
     return f"{base}/{name}" if name else base
@@ -81,16 +95,13 @@ class KubeAPI:
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
     ) -> Any:
-        content = None if body is None else json.dumps(body, separators=(",", ":"))
-        headers = {"Content-Type": content_type} if content is not None else {}
+        content, headers = _encoded(body, content_type)
         async with self._slots:
             self.requests[method] += 1
             response = await self.http.request(
                 method, path, content=content, headers=headers, params=params
             )
-        if not response.is_success:
-            raise KubeAPIError(response.status_code, response.text)
-        return response.json() if response.content else None
+        return _decoded(response.status_code, response.text)
 
     async def list_all(self, path: str, page_size: int = 500) -> tuple[list[dict[str, Any]], str]:
         """Every item of a collection by chunked LIST, and the collection's resourceVersion."""
@@ -187,17 +198,14 @@ class AioKubeAPI:
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
     ) -> Any:
-        content = None if body is None else json.dumps(body, separators=(",", ":"))
-        headers = {"Content-Type": content_type} if content is not None else {}
+        content, headers = _encoded(body, content_type)
         async with self._slots:
             self.requests[method] += 1
             async with self._session.request(
                 method, path, data=content, headers=headers, params=params
             ) as response:
                 text = await response.text()
-        if response.status >= 300:
-            raise KubeAPIError(response.status, text)
-        return json.loads(text) if text else None
+        return _decoded(response.status, text)
 
 
 Requester = KubeAPI | AioKubeAPI
