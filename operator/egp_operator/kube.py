@@ -160,11 +160,19 @@ def _error(status_code: int, reason: str, payload: bytes) -> KubeError:
     )
 
 
+def segment(value: str) -> str:
+    """One path segment, whatever `value` holds: nothing is left unquoted, so no `/` or `..`
+    can climb out of it, and an empty or dot segment is refused outright."""
+    if value in ("", ".", ".."):
+        raise ValueError(f"{value!r} cannot be a path segment")
+    return quote(value, safe="")
+
+
 def custom_path(group: str, version: str, namespace: str, plural: str, name: str = "") -> str:
-    base = f"/apis/{group}/{version}/namespaces/{quote(namespace)}/{plural}"
-    return f"{base}/{quote(name)}" if name else base
+    base = f"/apis/{group}/{version}/namespaces/{segment(namespace)}/{plural}"
+    return f"{base}/{segment(name)}" if name else base
 
 
 def core_path(namespace: str, plural: str, name: str = "") -> str:
-    base = f"/api/v1/namespaces/{quote(namespace)}/{plural}"
-    return f"{base}/{quote(name)}" if name else base
+    base = f"/api/v1/namespaces/{segment(namespace)}/{plural}"
+    return f"{base}/{segment(name)}" if name else base

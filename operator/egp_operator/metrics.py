@@ -5,14 +5,23 @@ Alerting rules in deploy/monitoring/ may use only these names; a test checks tha
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from egp_operator.egp.models import MODEL_VENDORS
 from egp_operator.resources.models import Phase
 
 PREFIX: Final = "egp_operator"
+#: Label values that come from upstream are drawn from these sets, so a hostile endpoint
+#: cannot make series without end: any other vendor is `other`, any other code its class.
+KNOWN_VENDORS: Final = frozenset(MODEL_VENDORS)
+OTHER_VENDOR: Final = "other"
+KNOWN_CODES: Final = frozenset(
+    {"200", "400", "401", "403", "404", "408", "409", "422", "429", "500", "502", "503", "504"}
+)
 
 EGP_REQUESTS = Counter(
     f"{PREFIX}_egp_requests",
@@ -60,13 +69,34 @@ def exported_names() -> set[str]:
     }
 
 
+def vendor_label(vendor: str) -> str:
+    """A vendor EGP documents, `""` for none, else `other`."""
+    return vendor if not vendor or vendor in KNOWN_VENDORS else OTHER_VENDOR
+
+
+def code_label(code: str) -> str:
+    """An HTTP status code worth its own series, else its class (`4xx`), or as given for
+    `transport_error`."""
+    if code in KNOWN_CODES or not code.isdigit():
+        return code
+    return f"{code[:1]}xx" if len(code) == 3 else "other"
+
+
+def record_egp_answers(namespace: str, source: str, answers: Mapping[str, int]) -> None:
+    for code, count in answers.items():
+        EGP_REQUESTS.labels(namespace, source, code_label(code)).inc(count)
+
+
 def set_model_counts(namespace: str, source: str, counts: Mapping[tuple[Phase, str], int]) -> None:
     """Replace the source's model gauges, so vanished (phase, vendor) pairs drop to absent."""
+    bounded: collections.Counter[tuple[Phase, str]] = collections.Counter()
+    for (phase, vendor), count in counts.items():
+        bounded[phase, vendor_label(vendor)] += count
     # prometheus_client has no public way to list a metric's children.
     for labels in list(MODELS._metrics):
         if labels[:2] == (namespace, source):
             MODELS.remove(*labels)
-    for (phase, vendor), count in counts.items():
+    for (phase, vendor), count in bounded.items():
         MODELS.labels(namespace, source, phase, vendor).set(count)
 
 

@@ -5,8 +5,15 @@ Per-account choices live on the EGPSource; these are the knobs of the process it
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from egp_operator.egp.client import ReadLimits
+from egp_operator.egp.endpoint import EndpointPolicy
+
+_MIB = 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -20,6 +27,24 @@ class Settings(BaseSettings):
     egp_max_retries: int = Field(default=3, ge=0, le=10)
     egp_verify_tls: bool = Field(default=True, description="verify EGP's TLS certificate")
     egp_ca_file: str | None = Field(default=None, description="extra CA bundle for EGP")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated hosts (`api.egp.scale.com`, `*.example.com`) and networks"
+        " (`10.0.0.0/8`) a baseURL may name; empty allows any host but link-local and metadata"
+        " addresses, which are always refused",
+    )
+    max_page_bytes: int = Field(
+        default=16 * _MIB, ge=64 * 1024, description="the largest EGP response body read"
+    )
+    max_models_per_source: int = Field(
+        default=20_000, ge=1, description="past it a listing is refused and nothing is changed"
+    )
+    egp_request_deadline_seconds: float = Field(
+        default=60, gt=0, description="for a whole EGP request, body included"
+    )
+    cycle_deadline_seconds: float = Field(
+        default=600, gt=0, description="for a whole sync cycle, retries included"
+    )
     error_backoff_max_seconds: float = Field(default=300, ge=1)
     interval_jitter: float = Field(default=0.1, ge=0, le=0.5)
     peering_name: str = "egp-operator"
@@ -30,3 +55,20 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="/metrics; 0 turns it off")
     probe_host: str = Field(default="0.0.0.0", description="where /healthz listens")  # noqa: S104
     liveness_port: int = Field(default=8081, ge=0, le=65535)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def endpoint_policy(self) -> EndpointPolicy:
+        return EndpointPolicy.from_patterns(self.allowed_hosts)
+
+    def read_limits(self) -> ReadLimits:
+        return ReadLimits(
+            max_page_bytes=self.max_page_bytes,
+            request_deadline=self.egp_request_deadline_seconds,
+            max_models=self.max_models_per_source,
+        )

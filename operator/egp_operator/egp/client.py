@@ -3,8 +3,14 @@
 It walks cursor pages exactly as the official SDK does (egp-api.md section 4.1), retries what is
 worth retrying with capped exponential backoff and jitter while honouring `Retry-After` and
 `retry-after-ms`, guards the walk against server-side loops, and raises typed errors
-(`egp_operator.egp.errors`). The API key lives in a `SecretStr` and is scrubbed out of every
-message the client builds, since bodies and URLs come from outside.
+(`egp_operator.egp.errors`).
+
+Whatever answers at a `baseURL` may be hostile, so reading is bounded: only allowed addresses
+are called (`endpoint.py`), each response is streamed under a byte cap with a deadline for the
+whole request, JSON may nest only so deep, a page may hold at most the items asked for, and a
+listing at most `max_models`. A body that is not JSON is never quoted. The API key lives in a
+`SecretStr` and is scrubbed, in its escaped forms too, out of every message the client builds
+before the message is cut to length.
 """
 
 from __future__ import annotations
@@ -16,19 +22,28 @@ import json
 import logging
 import os
 import random
+import re
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pydantic
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from egp_operator.bounds import (
+    MAX_JSON_DEPTH,
+    MAX_MESSAGE_LENGTH,
+    MAX_QUOTED_LENGTH,
+    cut,
+    json_depth,
+)
+from egp_operator.egp.endpoint import EndpointPolicy, GuardedTransport
 from egp_operator.egp.errors import (
     AuthenticationError,
     EGPError,
@@ -38,7 +53,9 @@ from egp_operator.egp.errors import (
     PermissionDeniedError,
     RateLimitedError,
     RequestError,
+    ResponseTooLargeError,
     ServerError,
+    TooManyModelsError,
     TransportError,
     ValidationError,
 )
@@ -48,6 +65,7 @@ DEFAULT_BASE_URL: Final = "https://api.egp.scale.com"
 MODELS_PATH: Final = "v5/models"
 REDACTED: Final = "***"
 _MAX_BODY_IN_MESSAGE: Final = 300
+_CHUNK: Final = 64 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +81,15 @@ class RetryPolicy:
     initial_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 60.0
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one endpoint may make the client read. The defaults are the settings'."""
+
+    max_page_bytes: int = 16 * 1024 * 1024
+    request_deadline: float = 60.0
+    max_models: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -105,28 +132,37 @@ class EGPClient:
         account_id: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        max_models: int = 100_000,
+        limits: ReadLimits | None = None,
+        endpoint_policy: EndpointPolicy | None = None,
         verify: bool | str = True,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        """Raises `EndpointRefusedError` for a `base_url` the policy refuses, and ValueError
+        for a key that is empty or not visible ASCII (a header could not carry it as is)."""
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        if not self._api_key.get_secret_value():
-            raise ValueError("the EGP API key is empty")
+        check_api_key(self._api_key.get_secret_value())
+        policy = endpoint_policy or EndpointPolicy()
+        policy.check_url(base_url)
         self.base_url = _with_trailing_slash(base_url)
         self.account_id = account_id
         self.retry = retry or RetryPolicy()
-        self.max_models = max_models
+        self.limits = limits or ReadLimits()
         self._sleep = sleep
+        self._secret_forms = _secret_forms(self._api_key.get_secret_value())
         self.requests_sent = 0
         #: Answers by HTTP status code, or `transport_error`: what metrics count.
         self.status_counts: Counter[str] = Counter()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            verify=_tls_context(verify),
-            transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "egp-operator"},
+            transport=transport or GuardedTransport(policy, _tls_context(verify)),
+            follow_redirects=False,
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": "identity",
+                "User-Agent": "egp-operator",
+            },
         )
 
     def __repr__(self) -> str:
@@ -162,14 +198,17 @@ class EGPClient:
             params["model_vendor"] = model_vendor
         if name is not None:
             params["name"] = name
-        max_pages = self.max_models // page_size + 2
+        max_models = self.limits.max_models
+        max_pages = max_models // page_size + 2
         seen: dict[str, InferenceModel] = {}
         pages = 0
         requests_before = self.requests_sent
 
         def incomplete(why: str, cause: EGPError | None = None) -> IncompleteListingError:
             return IncompleteListingError(
-                f"listing incomplete after {pages} page(s) and {len(seen)} model(s): {why}",
+                self._message(
+                    f"listing incomplete after {pages} page(s) and {len(seen)} model(s): {why}"
+                ),
                 pages=pages,
                 models_seen=len(seen),
                 cause=cause,
@@ -179,20 +218,30 @@ class EGPClient:
             if pages >= max_pages:
                 raise incomplete(f"more than {max_pages} pages; the cursor may be looping")
             try:
-                page = await self._get_page(params)
+                page = await self._get_page(params, page_size)
             except EGPError as error:
-                if pages == 0:
+                if pages == 0 or isinstance(error, TooManyModelsError):
                     raise
                 raise incomplete(error.message, error) from error
             pages += 1
+            if page.total is not None and page.total > max_models:
+                raise TooManyModelsError(
+                    f"EGP reports {page.total} models, more than the {max_models} a source may"
+                    " mirror (EGP_OPERATOR_MAX_MODELS_PER_SOURCE); nothing was changed"
+                )
             if not page.items:
                 if page.has_more:
                     raise incomplete("an empty page claims has_more=true")
                 break
             for model in page.items:
                 if model.id in seen:
-                    raise incomplete(f"model id {model.id!r} was listed twice")
+                    raise incomplete(f"model id {_quoted(model.id)} was listed twice")
                 seen[model.id] = model
+            if len(seen) > max_models:
+                raise TooManyModelsError(
+                    f"EGP listed more than the {max_models} models a source may mirror"
+                    " (EGP_OPERATOR_MAX_MODELS_PER_SOURCE); nothing was changed"
+                )
             if page.has_more is False:
                 break
             params["starting_after"] = page.items[-1].id
@@ -211,8 +260,15 @@ class EGPClient:
         body = await self._get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {})
         return self._parse(InferenceModel, body)
 
-    async def _get_page(self, params: Mapping[str, str | int]) -> InferenceModelList:
+    async def _get_page(
+        self, params: Mapping[str, str | int], page_size: int
+    ) -> InferenceModelList:
         body = await self._get_json(MODELS_PATH, params)
+        items = body.get("items") if isinstance(body, dict) else None
+        if isinstance(items, list) and len(items) > page_size:
+            raise MalformedResponseError(
+                f"EGP sent a page of {len(items)} models, more than the {page_size} asked for"
+            )
         return self._parse(InferenceModelList, body)
 
     def _parse(self, model: type[Parsed], body: Any) -> Parsed:
@@ -222,9 +278,9 @@ class EGPClient:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "the body"
             raise MalformedResponseError(
-                self._scrub(
+                self._message(
                     f"EGP sent a response of the wrong shape ({error.error_count()} problem(s); "
-                    f"{where}: {first['msg']})"
+                    f"{_quoted(where)}: {first['msg']})"
                 )
             ) from None
 
@@ -247,8 +303,18 @@ class EGPClient:
         if self.account_id:
             headers["x-selected-account-id"] = self.account_id
         self.requests_sent += 1
+        deadline = self.limits.request_deadline
         try:
-            response = await self._http.get(path, params=params, headers=headers)
+            async with (
+                asyncio.timeout(deadline),
+                self._http.stream("GET", path, params=params, headers=headers) as response,
+            ):
+                self.status_counts[str(response.status_code)] += 1
+                body = await self._read_body(response)
+        except TimeoutError:
+            self.status_counts["transport_error"] += 1
+            message = f"EGP did not send a whole response within the {deadline:g}s deadline"
+            raise _retryable(TransportError(message)) from None
         except httpx.TimeoutException as error:
             self.status_counts["transport_error"] += 1
             message = f"EGP timed out ({type(error).__name__})"
@@ -256,33 +322,69 @@ class EGPClient:
         except httpx.TransportError as error:
             self.status_counts["transport_error"] += 1
             raise _retryable(
-                TransportError(self._scrub(f"could not reach EGP: {type(error).__name__}: {error}"))
+                TransportError(
+                    self._message(f"could not reach EGP: {type(error).__name__}: {error}")
+                )
             ) from None
-        self.status_counts[str(response.status_code)] += 1
         if response.is_success:
-            try:
-                return response.json()
-            except ValueError:
-                raise MalformedResponseError(
-                    self._scrub(
-                        f"EGP answered {response.status_code} with a body that is not JSON: "
-                        f"{_excerpt(response.text)!r}"
-                    )
-                ) from None
-        raise self._status_error(response)
+            return self._decode(response, body)
+        raise self._status_error(response, body)
 
-    def _status_error(self, response: httpx.Response) -> EGPError:
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The whole body, refused early when it is bigger than a page may be."""
+        cap = self.limits.max_page_bytes
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise MalformedResponseError(
+                f"EGP sent a body in Content-Encoding {_quoted(encoding)}, which the operator"
+                " did not ask for"
+            )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise ResponseTooLargeError(
+                f"EGP announced a body of {int(declared)} bytes; a page may have {cap}"
+                " (EGP_OPERATOR_MAX_PAGE_BYTES)"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise ResponseTooLargeError(
+                    f"EGP sent a body of more than {cap} bytes (EGP_OPERATOR_MAX_PAGE_BYTES)"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _decode(self, response: httpx.Response, body: bytes) -> Any:
+        """Parsed JSON. A body that is not JSON is described, never quoted: the endpoint may
+        be anything a tenant points the operator at. JSON nested past what the parser can
+        recurse through is malformed; rendering bounds the depth of what it mirrors."""
+        try:
+            return json.loads(body)
+        except RecursionError:
+            raise MalformedResponseError(
+                f"EGP answered {response.status_code} with JSON nested too deeply to read"
+            ) from None
+        except ValueError:
+            content_type = response.headers.get("content-type", "no type")
+            raise MalformedResponseError(
+                f"EGP answered {response.status_code} with a body that is not JSON"
+                f" ({len(body)} bytes of {_quoted(content_type)})"
+            ) from None
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> EGPError:
         status = response.status_code
         try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        text = detail if isinstance(detail, str) else json.dumps(detail, separators=(",", ":"))
-        message = self._scrub(
-            f"EGP answered {status} to GET /{response.request.url.path.lstrip('/')}: "
-            f"{_excerpt(text)}"
-        )
+            parsed: Any = self._decode(response, body)
+        except MalformedResponseError as not_json:
+            parsed, detail_text = None, not_json.message
+        else:
+            detail = parsed.get("detail", parsed) if isinstance(parsed, dict) else parsed
+            detail_text = detail if isinstance(detail, str) else _json_excerpt(detail)
+        detail_excerpt = cut(self._scrub(detail_text), _MAX_BODY_IN_MESSAGE)
+        path = response.request.url.path.lstrip("/")
+        message = self._message(f"EGP answered {status} to GET /{path}: {detail_excerpt}")
         error: RequestError
         if status == 401:
             error = AuthenticationError(message, status_code=status)
@@ -291,6 +393,7 @@ class EGPClient:
         elif status == 404:
             error = NotFoundError(message, status_code=status)
         elif status == 422:
+            detail = parsed.get("detail") if isinstance(parsed, dict) else None
             items = detail if isinstance(detail, list) else []
             error = ValidationError(
                 message,
@@ -327,8 +430,50 @@ class EGPClient:
         )
 
     def _scrub(self, text: str) -> str:
-        secret = self._api_key.get_secret_value()
-        return text.replace(secret, REDACTED) if secret else text
+        for form in self._secret_forms:
+            text = text.replace(form, REDACTED)
+        return text
+
+    def _message(self, text: str, *, limit: int = MAX_MESSAGE_LENGTH) -> str:
+        """Scrubbed first, then cut: a key cut in half by the limit would survive a scrub."""
+        return cut(self._scrub(text), limit)
+
+
+_TOO_DEEP: Final = object()
+#: Visible ASCII: what an HTTP header can carry as it is, and what every key EGP issues is.
+_API_KEY = re.compile(r"[\x21-\x7e]+")
+
+
+def check_api_key(key: str) -> None:
+    """ValueError unless `key` is a usable API key; the message never contains it."""
+    if not key:
+        raise ValueError("the EGP API key is empty")
+    if not _API_KEY.fullmatch(key):
+        raise ValueError("the EGP API key holds characters other than visible ASCII")
+
+
+def _secret_forms(secret: str) -> tuple[str, ...]:
+    """The key as it may appear in text: raw, and as repr, JSON and URLs escape it."""
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
+    return tuple(sorted((form for form in forms if form), key=len, reverse=True))
+
+
+def _json_excerpt(value: Any) -> str:
+    """A short JSON rendering of an error detail; a detail too deep to render is named."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        return f"a JSON detail nested deeper than {MAX_JSON_DEPTH} levels"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _quoted(value: str) -> str:
+    """An upstream value as a message may quote it: short, and with its escapes visible."""
+    return repr(cut(value, MAX_QUOTED_LENGTH))
 
 
 def _retryable(error: EGPError) -> EGPError:
@@ -369,7 +514,3 @@ def _retry_after_seconds(headers: httpx.Headers) -> float | None:
 def _with_trailing_slash(base_url: str) -> str:
     """Keep a path prefix such as `/public`: httpx joins relative paths after the last slash."""
     return base_url if base_url.endswith("/") else base_url + "/"
-
-
-def _excerpt(text: str) -> str:
-    return text if len(text) <= _MAX_BODY_IN_MESSAGE else text[:_MAX_BODY_IN_MESSAGE] + "..."

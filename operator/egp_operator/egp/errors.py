@@ -90,6 +90,24 @@ class ServerError(RequestError):
     retryable = True
 
 
+class EndpointRefusedError(EGPError):
+    """The baseURL, or an address it resolves to, is one the operator may not call."""
+
+    reason = "EndpointRefused"
+
+
+class ResponseTooLargeError(EGPError):
+    """A response bigger than the operator reads (EGP_OPERATOR_MAX_PAGE_BYTES)."""
+
+    reason = "ResponseTooLarge"
+
+
+class TooManyModelsError(EGPError):
+    """More models than a source may mirror (EGP_OPERATOR_MAX_MODELS_PER_SOURCE)."""
+
+    reason = "TooManyModels"
+
+
 class MalformedResponseError(EGPError):
     """A 2xx whose body is not JSON or not the documented shape."""
 

@@ -13,7 +13,9 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
+from egp_operator.bounds import MAX_MODEL_ID_LENGTH
 from egp_operator.egp.client import DEFAULT_BASE_URL
+from egp_operator.egp.endpoint import BASE_URL_PATTERN, check_base_url
 
 GROUP: Final = "egp-operator.io"
 VERSION: Final = "v1alpha1"
@@ -24,6 +26,12 @@ MODEL_KIND: Final = "EGPModel"
 MODEL_PLURAL: Final = "egpmodels"
 
 MIN_REFRESH_INTERVAL: Final = timedelta(seconds=10)
+
+#: A Kubernetes object name (DNS-1123 subdomain): no slash, no dot segment, nothing a request
+#: path could resolve outside the source's own namespace.
+DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: A key of a Secret's data, as Kubernetes allows it.
+SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a pattern, not a secret
 
 _DURATION = re.compile(r"^(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 
@@ -64,13 +72,19 @@ class _Resource(BaseModel):
 
 
 class SecretKeyRef(_Resource):
-    """A key of a Secret in the EGPSource's own namespace."""
+    """A key of a Secret in the EGPSource's own namespace: a name, never a path."""
 
-    name: str = Field(min_length=1, max_length=253, description="The Secret's name.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="The Secret's name, in the EGPSource's namespace.",
+    )
     key: str = Field(
         default="apiKey",
         min_length=1,
         max_length=253,
+        pattern=SECRET_KEY_PATTERN,
         description="The key in the Secret's data that holds the EGP API key.",
     )
 
@@ -78,15 +92,19 @@ class SecretKeyRef(_Resource):
 class EGPSourceSpec(_Resource):
     """One connection to one EGP account: the anchor of a sync loop."""
 
-    base_url: str = Field(
+    base_url: Annotated[str, AfterValidator(check_base_url)] = Field(
         default=DEFAULT_BASE_URL,
         alias="baseURL",
-        pattern=r"^https?://",
-        description="The EGP API's base URL.",
+        max_length=2048,
+        pattern=BASE_URL_PATTERN,
+        description="The EGP API's base URL: http(s)://host[:port][/path], with no user,"
+        " query or fragment. The operator's EGP_OPERATOR_ALLOWED_HOSTS may restrict the host.",
     )
     account_id: str | None = Field(
         default=None,
         alias="accountID",
+        max_length=253,
+        pattern=r"^[\x21-\x7e]+$",
         description="The EGP account whose models are mirrored, sent as x-selected-account-id;"
         " unset: the API key's default account.",
     )
@@ -97,6 +115,8 @@ class EGPSourceSpec(_Resource):
     model_vendor: str | None = Field(
         default=None,
         alias="modelVendor",
+        max_length=64,
+        pattern=r"^[a-z0-9_]+$",
         description="Mirror only the models of this vendor (e.g. openai, launch); unset: all.",
     )
     refresh_interval: Duration = Field(
@@ -209,7 +229,7 @@ class EGPModelSpec(_Resource):
     model_id: str = Field(
         alias="modelID",
         min_length=1,
-        max_length=253,
+        max_length=MAX_MODEL_ID_LENGTH,
         description="The model's id in EGP; immutable.",
     )
 

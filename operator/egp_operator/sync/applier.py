@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut
 from egp_operator.kube import KubeClient, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
     API_VERSION,
@@ -65,7 +66,7 @@ class Applier:
             (self._update(source, update, result) for update in plan.updates),
             (self._delete(source, delete, result) for delete in plan.deletes),
             (
-                self._event(source, event, uids.get(event.object_name), now, result)
+                self._event(source, event, self._uid(source, event, uids), now, result)
                 for event in plan.events
             ),
         )
@@ -78,6 +79,10 @@ class Applier:
 
         await asyncio.gather(*(worker() for _ in range(self.kube.concurrency)))
         return result
+
+    @staticmethod
+    def _uid(source: SourceIdentity, event: Event, uids: dict[str, str]) -> str | None:
+        return source.uid if event.kind == SOURCE_KIND else uids.get(event.object_name)
 
     def _path(self, source: SourceIdentity, name: str = "") -> str:
         return custom_path(GROUP, VERSION, source.namespace, MODEL_PLURAL, name)
@@ -110,8 +115,34 @@ class Applier:
             if not error.conflict:
                 result.errors.append(f"create {create.name}: {error}")
                 return
+            if not await self._holds_same_model(source, create, result):
+                return
             result.converged += 1  # already there (a lagging index): write its status below
         await self._write_status(source, create.name, create.status, result)
+
+    async def _holds_same_model(
+        self, source: SourceIdentity, create: Create, result: ApplyResult
+    ) -> bool:
+        """After a 409: is the object holding the name this model of this source? Only then
+        is its status ours to write; anything else under the name is left alone, and said."""
+        try:
+            holder = await self.kube.get(self._path(source, create.name))
+        except KubeError as error:
+            result.errors.append(f"create {create.name}: 409, then {error}")
+            return False
+        spec = holder.get("spec") or {}
+        owners = (holder.get("metadata") or {}).get("ownerReferences") or []
+        same = (
+            spec.get("modelID") == create.model_id
+            and (spec.get("sourceRef") or {}).get("name") == source.name
+            and any(owner.get("uid") == source.uid for owner in owners)
+        )
+        if not same:
+            result.errors.append(
+                f"create {create.name}: the name is held by an object that is not this"
+                " source's mirror of this model; it was left as it is"
+            )
+        return same
 
     async def _update(self, source: SourceIdentity, update: Update, result: ApplyResult) -> None:
         try:
@@ -162,14 +193,14 @@ class Applier:
             },
             "involvedObject": {
                 "apiVersion": API_VERSION,
-                "kind": MODEL_KIND,
+                "kind": event.kind,
                 "name": event.object_name,
                 "namespace": source.namespace,
                 **({"uid": uid} if uid else {}),
             },
             "type": event.type,
             "reason": event.reason,
-            "message": event.message[:1024],
+            "message": cut(event.message, MAX_MESSAGE_LENGTH),
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
             "count": 1,

@@ -2,11 +2,13 @@
 
 Used by the operator's daemon and by `egp-operator sync --once`. A cycle never prunes on a
 failed or partial listing: any EGP error ends it before planning, and the source's status says
-why.
+why. A cycle ends within its deadline, and whatever goes wrong inside it, even a bug, ends as a
+status, a metric and a log line: never as a silent stall.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -21,8 +23,9 @@ import pydantic
 from pydantic import SecretStr
 
 from egp_operator import metrics
+from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, cut
 from egp_operator.egp import EGPClient, EGPError, IncompleteListingError
-from egp_operator.egp.client import RetryPolicy
+from egp_operator.egp.client import RetryPolicy, check_api_key
 from egp_operator.kube import KubeClient, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
     GROUP,
@@ -110,21 +113,49 @@ class SourceSyncer:
         meta = source["metadata"]
         identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
         try:
-            spec = EGPSourceSpec.model_validate(source.get("spec") or {})
-        except pydantic.ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            report = await self._validated_cycle(identity, source, mirrored, dry_run=dry_run)
+        except Exception as error:  # a bug: said in the status, the metrics and the log
+            log.exception(
+                "sync cycle of EGPSource %s/%s crashed", identity.namespace, identity.name
             )
-            outcome = CycleOutcome(False, "InvalidSpec", f"Invalid spec: {problems}", False)
-            report = CycleReport(outcome)
-        else:
-            report = await self._mirror(identity, spec, list(mirrored), dry_run=dry_run)
+            message = (
+                f"The sync cycle failed unexpectedly ({type(error).__name__});"
+                " the operator's log has the traceback"
+            )
+            report = CycleReport(CycleOutcome(False, "InternalError", message, False))
         if not dry_run:
             _record_metrics(identity, report, started)
             report.status_written = await self._write_status(
                 identity, source.get("status") or {}, meta.get("generation"), report.outcome
             )
         return report
+
+    async def _validated_cycle(
+        self,
+        identity: SourceIdentity,
+        source: Mapping[str, Any],
+        mirrored: Iterable[MirroredModel],
+        *,
+        dry_run: bool,
+    ) -> CycleReport:
+        try:
+            spec = EGPSourceSpec.model_validate(source.get("spec") or {})
+        except pydantic.ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            message = cut(f"Invalid spec: {problems}", MAX_MESSAGE_LENGTH)
+            return CycleReport(CycleOutcome(False, "InvalidSpec", message, False))
+        deadline = self.settings.cycle_deadline_seconds
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._mirror(identity, spec, list(mirrored), dry_run=dry_run)
+        except TimeoutError:
+            message = (
+                f"The sync cycle did not end within {deadline:g}s"
+                " (EGP_OPERATOR_CYCLE_DEADLINE_SECONDS); nothing was pruned"
+            )
+            return CycleReport(CycleOutcome(False, "DeadlineExceeded", message, False))
 
     async def mark_suspended(self, source: Mapping[str, Any]) -> None:
         """Say in the status that the source is suspended; EGP is not called."""
@@ -153,14 +184,20 @@ class SourceSyncer:
             api_key = await self._read_api_key(source.namespace, spec)
         except CredentialsError as error:
             return CycleReport(CycleOutcome(False, error.reason, error.message, False))
-        client = EGPClient(
-            base_url=spec.base_url,
-            api_key=api_key,
-            account_id=spec.account_id,
-            timeout=self.settings.egp_timeout_seconds,
-            retry=RetryPolicy(max_retries=self.settings.egp_max_retries),
-            verify=self.settings.egp_ca_file or self.settings.egp_verify_tls,
-        )
+        try:
+            client = EGPClient(
+                base_url=spec.base_url,
+                api_key=api_key,
+                account_id=spec.account_id,
+                timeout=self.settings.egp_timeout_seconds,
+                retry=RetryPolicy(max_retries=self.settings.egp_max_retries),
+                limits=self.settings.read_limits(),
+                endpoint_policy=self.settings.endpoint_policy(),
+                verify=self.settings.egp_ca_file or self.settings.egp_verify_tls,
+            )
+        except EGPError as refused:
+            log.warning("EGPSource %s/%s: %s", source.namespace, source.name, refused.message)
+            return CycleReport(CycleOutcome(False, refused.reason, refused.message, False))
         async with client:
             try:
                 listing = await client.list_models(
@@ -177,14 +214,15 @@ class SourceSyncer:
         now = self.clock()
         policy = SourcePolicy(source.namespace, source.name, spec.deletion_policy, spec.grace)
         the_plan = plan(listing.models, mirrored, policy, now)
+        message = f"Mirrored {len(listing.models) - len(the_plan.refused)} models"
+        if the_plan.refused:
+            message += (
+                f"; {len(the_plan.refused)} not mirrored: an id longer than"
+                f" {MAX_MODEL_ID_LENGTH} characters"
+            )
+            log.warning("EGPSource %s/%s: %s", source.namespace, source.name, message)
         report = CycleReport(
-            CycleOutcome(
-                True,
-                "Synced",
-                f"Mirrored {len(listing.models)} models",
-                True,
-                the_plan.phase_counts,
-            ),
+            CycleOutcome(True, "Synced", message, True, the_plan.phase_counts),
             plan=the_plan,
             egp_requests=listing.requests,
             egp_answers=client.status_counts,
@@ -206,12 +244,23 @@ class SourceSyncer:
         return report
 
     async def _read_api_key(self, namespace: str, spec: EGPSourceSpec) -> SecretStr:
+        """The key from the source's own Secret. The name is a validated DNS-1123 name and
+        the path quotes it whole, and what comes back must still be that Secret of this
+        namespace: a Secret of another namespace is never read into a cycle."""
         ref = spec.credentials_secret_ref
         try:
             secret = await self.kube.get(core_path(namespace, "secrets", ref.name))
         except KubeError as error:
             reason = "SecretNotFound" if error.not_found else "SecretUnreadable"
             raise CredentialsError(reason, f"Secret {ref.name}: {error.reason}") from None
+        meta = secret.get("metadata") if isinstance(secret, dict) else None
+        if not isinstance(meta, dict) or (meta.get("namespace"), meta.get("name")) != (
+            namespace,
+            ref.name,
+        ):
+            raise CredentialsError(
+                "SecretUnreadable", f"Secret {ref.name}: the API server answered another object"
+            )
         encoded = (secret.get("data") or {}).get(ref.key)
         if not encoded:
             raise CredentialsError("SecretKeyNotFound", f"Secret {ref.name} has no key {ref.key!r}")
@@ -225,6 +274,12 @@ class SourceSyncer:
             raise CredentialsError(
                 "SecretKeyNotFound", f"Secret {ref.name} key {ref.key!r} is empty"
             )
+        try:
+            check_api_key(value)
+        except ValueError as invalid:
+            raise CredentialsError(
+                "SecretKeyInvalid", f"Secret {ref.name} key {ref.key!r}: {invalid}"
+            ) from None
         return SecretStr(value)
 
     async def _write_status(
@@ -255,8 +310,7 @@ class SourceSyncer:
 def _record_metrics(source: SourceIdentity, report: CycleReport, started: float) -> None:
     labels = (source.namespace, source.name)
     metrics.SYNC_DURATION.labels(*labels).observe(time.monotonic() - started)
-    for code, count in report.egp_answers.items():
-        metrics.EGP_REQUESTS.labels(*labels, code).inc(count)
+    metrics.record_egp_answers(*labels, report.egp_answers)
     if report.plan is not None:
         metrics.set_model_counts(*labels, report.plan.model_counts)
     if report.outcome.ok:

@@ -21,8 +21,13 @@ MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "egp-operator"
 
 _SLUG_MAX: Final = 40
-_HASH_LENGTH: Final = 10
-_LABEL_VALUE: Final = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
+#: 64 bits: finding two model ids with one name takes ~2^32 tries per target, not seconds.
+_HASH_LENGTH: Final = 16
+#: Label values keep the shorter hash they always had: a selector, not an identity.
+_LABEL_HASH_LENGTH: Final = 10
+#: A label value (at most 63 characters); checked with fullmatch, since `$` also matches
+#: before a trailing newline.
+_LABEL_VALUE: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")
 
 
 def short_hash(*parts: str, length: int = _HASH_LENGTH) -> str:
@@ -46,7 +51,9 @@ def object_name(namespace: str, source: str, model_id: str, upstream_name: str |
 def label_value(value: str | None) -> str:
     """`value` if it is a valid label value, else a stable hash of it (`h-...`)."""
     text = value or ""
-    return text if _LABEL_VALUE.match(text) else f"h-{short_hash(text)}"
+    return (
+        text if _LABEL_VALUE.fullmatch(text) else f"h-{short_hash(text, length=_LABEL_HASH_LENGTH)}"
+    )
 
 
 def model_labels(

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp.models import InferenceModel
-from egp_operator.resources.models import PHASES, DeletionPolicy, Phase
+from egp_operator.resources.models import MODEL_KIND, PHASES, SOURCE_KIND, DeletionPolicy, Phase
 from egp_operator.sync.naming import model_labels, object_name
 from egp_operator.sync.rendering import READY, missing_status, observed_status
 
@@ -74,6 +75,7 @@ class Event:
     type: str  # Normal or Warning
     reason: str
     message: str
+    kind: str = MODEL_KIND
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Plan:
     updates: list[Update] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: Models not mirrored because upstream sent something no object can hold (an id too long).
+    refused: list[str] = field(default_factory=list)
     #: Mirrored models (after the plan) by (phase, vendor), for the source's status and metrics.
     model_counts: Counter[tuple[Phase, str]] = field(default_factory=Counter)
 
@@ -111,6 +115,9 @@ def plan(
     upstream: dict[str, InferenceModel] = {model.id: model for model in listing}
 
     for model_id, model in upstream.items():
+        if len(model_id) > MAX_MODEL_ID_LENGTH:
+            result.refused.append(model_id)
+            continue
         current = existing.get(model_id)
         status = observed_status(model, now=stamp, previous=current.status if current else {})
         labels = model_labels(
@@ -145,7 +152,29 @@ def plan(
             phase="Missing",
         )
         _update(result, current, labels, status)
+    result.events = _within_budget(result.events, policy)
     return result
+
+
+def _within_budget(events: list[Event], policy: SourcePolicy) -> list[Event]:
+    """At most MAX_EVENTS_PER_CYCLE Events on models, Warnings first; past it, one Event on
+    the source counts the rest by phase, so 5,000 flapping models make 51 Events, not 5,000."""
+    if len(events) <= MAX_EVENTS_PER_CYCLE:
+        return events
+    ordered = sorted(events, key=lambda event: event.type != "Warning")
+    kept, rest = ordered[:MAX_EVENTS_PER_CYCLE], ordered[MAX_EVENTS_PER_CYCLE:]
+    by_phase = Counter(event.reason for event in rest)
+    summary = ", ".join(f"{count} to {phase}" for phase, count in sorted(by_phase.items()))
+    warning = any(event.type == "Warning" for event in rest)
+    aggregate = Event(
+        policy.name,
+        "Warning" if warning else "Normal",
+        "PhaseChanges",
+        f"{len(rest)} more models changed phase than get an Event each ({summary});"
+        " see kubectl get egpmodels",
+        kind=SOURCE_KIND,
+    )
+    return [*kept, aggregate]
 
 
 def _update(

@@ -1,8 +1,10 @@
 """What an EGPModel's status should say about one upstream model.
 
 Pure functions: the phase table, conditions with a `lastTransitionTime` that moves only when the
-condition's status does, env_vars masking, and size capping so one huge record can never stop
-the loop or be dropped.
+condition's status does, env_vars masking, and the bounds on what upstream writes into an
+object: every upstream string is capped (`bounds.py`), a free-form field nested deeper than
+MAX_JSON_DEPTH is left out, and a status still over MAX_STATUS_BYTES loses its big free-form
+fields, biggest role first, so one hostile record can never stop the loop or be dropped.
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from egp_operator.bounds import (
+    MAX_JSON_DEPTH,
+    MAX_MESSAGE_LENGTH,
+    MAX_QUOTED_LENGTH,
+    MAX_STATUS_BYTES,
+    MAX_TEXT_LENGTH,
+    MAX_WORD_LENGTH,
+    cut,
+    json_depth,
+)
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import Phase
 
@@ -22,9 +34,6 @@ PHASE_BY_STATUS: Final[Mapping[str, Phase]] = {
     "deployment_timeout": "DeploymentTimeout",
 }
 MASK: Final = "***"
-#: Far below etcd's 1.5 MiB request limit, so metadata, conditions and managedFields always fit.
-MAX_STATUS_BYTES: Final = 256 * 1024
-MAX_TEXT_LENGTH: Final = 4096
 #: Dropped in this order until the status fits; the identity and phase are always kept.
 _TRUNCATABLE: Final = ("vendorConfiguration", "extraFields", "modelMetadata")
 _KNOWN_UPSTREAM_FIELDS: Final = frozenset({"object"})
@@ -74,9 +83,11 @@ def condition(
 
 
 def _text(value: str | None) -> str | None:
-    if value is None or len(value) <= MAX_TEXT_LENGTH:
-        return value
-    return value[:MAX_TEXT_LENGTH] + "..."
+    return None if value is None else cut(value, MAX_TEXT_LENGTH)
+
+
+def _word(value: str | None) -> str | None:
+    return None if value is None else cut(value, MAX_WORD_LENGTH)
 
 
 def observed_status(
@@ -88,26 +99,29 @@ def observed_status(
     created_by = {
         key: value
         for key, value in (
-            ("userID", model.created_by_user_id),
-            ("identityType", model.created_by_identity_type),
+            ("userID", _word(model.created_by_user_id)),
+            ("identityType", _word(model.created_by_identity_type)),
         )
         if value is not None
     }
     status: dict[str, Any] = {
         "phase": phase,
         "name": _text(model.name),
-        "vendor": model.model_vendor,
-        "type": model.model_type,
-        "status": model.status,
+        "vendor": _word(model.model_vendor),
+        "type": _word(model.model_type),
+        "status": _word(model.status),
         "statusReason": _text(model.status_reason),
-        "availability": model.model_availability,
-        "createdAt": model.created_at,
+        "availability": _word(model.model_availability),
+        "createdAt": _word(model.created_at),
         "createdBy": created_by or None,
         "vendorConfiguration": mask_env_vars(model.vendor_configuration),
         "modelMetadata": model.model_metadata,
         "extraFields": extra or None,
     }
     status = {key: value for key, value in status.items() if value is not None}
+    too_deep = [
+        key for key in _TRUNCATABLE if key in status and json_depth(status[key]) > MAX_JSON_DEPTH
+    ]
     previous_conditions = previous.get("conditions") or []
     status["conditions"] = [
         condition(
@@ -127,9 +141,9 @@ def observed_status(
             previous=previous_conditions,
         ),
     ]
-    if status == previous:
+    if not too_deep and status == previous:
         return status  # as stored, and what is stored was capped: skip serializing it again
-    return cap_size(status, now=now, previous=previous_conditions)
+    return cap_size(status, now=now, previous=previous_conditions, too_deep=too_deep)
 
 
 def missing_status(previous: Mapping[str, Any], *, now: str) -> dict[str, Any]:
@@ -148,10 +162,17 @@ def missing_status(previous: Mapping[str, Any], *, now: str) -> dict[str, Any]:
 
 
 def cap_size(
-    status: dict[str, Any], *, now: str, previous: Sequence[Mapping[str, Any]]
+    status: dict[str, Any],
+    *,
+    now: str,
+    previous: Sequence[Mapping[str, Any]],
+    too_deep: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Drop the big free-form fields, biggest role first, until the status fits; say so."""
-    dropped: list[str] = []
+    """Drop the free-form fields nested too deeply, then the big ones, biggest role first,
+    until the status fits; say so. What is left is capped strings, so it always fits."""
+    for field in too_deep:
+        del status[field]
+    dropped: list[str] = list(too_deep)
     for field in _TRUNCATABLE:
         if _size(status) <= MAX_STATUS_BYTES:
             break
@@ -160,9 +181,10 @@ def cap_size(
             dropped.append(field)
     if dropped:
         status["truncatedFields"] = dropped
-        message = (
-            f"Left out {', '.join(dropped)}: the status would exceed {MAX_STATUS_BYTES // 1024} KiB"
-        )
+        why = [f"nested deeper than {MAX_JSON_DEPTH} levels"] if too_deep else []
+        if len(dropped) > len(too_deep):
+            why.append(f"the status would exceed {MAX_STATUS_BYTES // 1024} KiB")
+        message = f"Left out {', '.join(dropped)}: {' and '.join(why)}"
         status["conditions"].append(
             condition(TRUNCATED, True, "StatusTooLarge", message, now=now, previous=previous)
         )
@@ -175,7 +197,8 @@ def _size(document: Any) -> int:
 
 def _ready_message(model: InferenceModel, phase: Phase) -> str:
     if model.status_reason:
-        return _text(model.status_reason) or ""
+        return cut(model.status_reason, MAX_MESSAGE_LENGTH)
+    upstream = repr(cut(model.status or "", MAX_QUOTED_LENGTH)) if model.status else "none"
     if phase == "Unknown":
-        return f"EGP reports status {model.status!r}, which this operator does not know"
-    return f"EGP reports status {model.status!r}"
+        return f"EGP reports status {upstream}, which this operator does not know"
+    return f"EGP reports status {upstream}"

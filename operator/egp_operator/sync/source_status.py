@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut
 from egp_operator.resources.models import Phase
 from egp_operator.sync.planner import timestamp
 from egp_operator.sync.rendering import READY, SYNCED, condition
@@ -42,24 +43,23 @@ def source_status(
     """The new status, or None when writing it would change nothing worth a write."""
     stamp = timestamp(now)
     conditions = previous.get("conditions") or []
+    message = cut(outcome.message, MAX_MESSAGE_LENGTH)
     ready = condition(
         READY,
         outcome.account_answered,
         "AccountReachable" if outcome.account_answered else outcome.reason,
-        "EGP answered the listing" if outcome.account_answered else outcome.message,
+        "EGP answered the listing" if outcome.account_answered else message,
         now=stamp,
         previous=conditions,
     )
-    synced = condition(
-        SYNCED, outcome.ok, outcome.reason, outcome.message, now=stamp, previous=conditions
-    )
+    synced = condition(SYNCED, outcome.ok, outcome.reason, message, now=stamp, previous=conditions)
     status: dict[str, Any] = {
         "conditions": [ready, synced],
         "models": _counts(outcome.phase_counts) if outcome.phase_counts else previous.get("models"),
         "observedGeneration": generation,
         "lastSyncTime": stamp,
         "lastSuccessfulSyncTime": stamp if outcome.ok else previous.get("lastSuccessfulSyncTime"),
-        "message": None if outcome.ok else outcome.message,
+        "message": None if outcome.ok else message,
     }
     if _without_times(status) == _without_times(previous) and not _heartbeat_due(
         previous, now, heartbeat

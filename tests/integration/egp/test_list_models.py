@@ -8,7 +8,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from egp_operator.egp import EGPClient, IncompleteListingError, PermissionDeniedError
+from egp_operator.egp import (
+    EGPClient,
+    IncompleteListingError,
+    PermissionDeniedError,
+    TooManyModelsError,
+)
+from egp_operator.egp.client import ReadLimits
 from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.integration.conftest import ACCOUNT, API_KEY
 
@@ -199,13 +205,26 @@ async def test_absent_has_more_does_not_end_the_walk_early(
     assert listing.pages == 4  # three full-or-partial pages, then an empty one ends it
 
 
-async def test_a_looping_server_is_stopped_by_the_page_cap(
+async def test_a_server_that_trickles_pages_is_stopped_by_the_page_cap(
+    egp_server: FakeEGPServer, make_client: MakeClient
+) -> None:
+    egp_server.add_models(generate_models(12, seed=12))
+    egp_server.configure(page_size_override=1)
+
+    with pytest.raises(IncompleteListingError, match="pages"):
+        await make_client(limits=ReadLimits(max_models=15)).list_models(page_size=10)
+
+
+async def test_a_listing_over_the_models_cap_is_refused_as_soon_as_total_says_so(
     egp_server: FakeEGPServer, make_client: MakeClient
 ) -> None:
     egp_server.add_models(generate_models(40, seed=12))
+    egp_server.reset_request_log()
 
-    with pytest.raises(IncompleteListingError, match="pages"):
-        await make_client(max_models=15).list_models(page_size=10)
+    with pytest.raises(TooManyModelsError, match="40 models, more than the 15"):
+        await make_client(limits=ReadLimits(max_models=15)).list_models(page_size=10)
+
+    assert egp_server.request_counts()["list"] == 1
 
 
 @pytest.mark.parametrize("page_size", [0, 1001, -5])

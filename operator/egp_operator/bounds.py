@@ -1,0 +1,65 @@
+"""Every fixed bound on what a tenant or an EGP endpoint can make the operator hold or write.
+
+One place each (docs/security.md lists them with the tests that prove them). The bounds a
+platform admin may want to change per installation (bytes per page, models per source,
+deadlines, allowed hosts) are settings (`settings.py`); these are the ones that follow from
+Kubernetes' own limits or keep a single object, message or metric sane, and have no reason to
+vary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+#: Deepest JSON an EGP page may nest. EGP's records nest 4 levels; 64 leaves room for any
+#: free-form metadata while every recursive walk (comparison, serialization) stays far from
+#: Python's recursion limit.
+MAX_JSON_DEPTH: Final = 64
+
+#: An EGPModel's status, serialized. Far below etcd's 1.5 MiB request limit, so metadata,
+#: conditions and managedFields always fit beside it.
+MAX_STATUS_BYTES: Final = 256 * 1024
+
+#: Free text from upstream (name, status_reason) kept in a status.
+MAX_TEXT_LENGTH: Final = 4096
+
+#: Enum-like strings from upstream (status, vendor, type, availability, created_at, ids of
+#: creators): EGP's real values are a few dozen characters.
+MAX_WORD_LENGTH: Final = 256
+
+#: A model id, stored in `spec.modelID` (the CRD's maxLength). A model with a longer id is not
+#: mirrored; the source says so and mirrors the rest.
+MAX_MODEL_ID_LENGTH: Final = 253
+
+#: A message the operator writes (conditions, status.message, Events, logs of upstream text).
+MAX_MESSAGE_LENGTH: Final = 1024
+
+#: How much of an upstream value (an id, an error detail) a message quotes.
+MAX_QUOTED_LENGTH: Final = 120
+
+#: Events posted per cycle of one source; past it one aggregate Event on the source says how
+#: many more models changed phase.
+MAX_EVENTS_PER_CYCLE: Final = 50
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, shortened to at most `limit` characters with a visible mark when cut."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def json_depth(value: Any, *, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply `value` nests (a scalar is 0), counting at most to `limit + 1`.
+
+    Level by level and without recursion, so that a hostile value cannot exhaust the stack,
+    and in list comprehensions because it runs over every page (~3 ms per 1,000 models)."""
+    level: list[Any] = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level and depth <= limit:
+        depth += 1
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+    return depth
