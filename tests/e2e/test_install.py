@@ -426,3 +426,144 @@ def test_the_operator_mirrors_an_account_with_only_the_deployed_rbac(
         or " 403 " in line
     ]
     assert not denied, "\n".join(denied)
+
+
+# ---- tenants who do not trust each other -----------------------------------------------------
+
+TEAM_A, TEAM_B = "team-a", "team-b"
+KEY_A, KEY_B = "sk-team-a-0c4f9e21", "sk-team-b-7d13a5b8"
+#: Ways a tenant of team-a might spell team-b's Secret in credentialsSecretRef.name.
+TRAVERSALS = [
+    f"../../{TEAM_B}/secrets/{SECRET}",
+    f"..%2F..%2F{TEAM_B}%2Fsecrets%2F{SECRET}",
+    f"%2e%2e/%2e%2e/{TEAM_B}/secrets/{SECRET}",
+    f"{SECRET}/../../../{TEAM_B}/secrets/{SECRET}",
+    f"..\\..\\{TEAM_B}\\secrets\\{SECRET}",
+    f"{TEAM_B}/{SECRET}",
+    "..",
+    f"{SECRET}?namespace={TEAM_B}",
+    f"{SECRET}\n",
+]
+
+
+def _tenant(bin_dir: Path, installed: Installed, namespace: str, api_key: str) -> None:
+    """A namespace as the example makes it: a Secret, and a Role that lets the operator `get`
+    that Secret only."""
+    documents = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
+    for doc in installed.example:
+        if doc["kind"] in ("Role", "RoleBinding", "Secret"):
+            copy = yaml.safe_load(yaml.safe_dump(doc))
+            copy["metadata"]["namespace"] = namespace
+            if doc["kind"] == "Secret":
+                copy["stringData"] = {"apiKey": api_key}
+            documents.append(copy)
+    apply(bin_dir, installed.cluster.kubeconfig, documents)
+
+
+def _source(namespace: str, name: str, base_url: str, secret: str = SECRET) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EGPSource",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "baseURL": base_url,
+            "accountID": EGP_ACCOUNT,
+            "credentialsSecretRef": {"name": secret},
+            "refreshInterval": "10s",
+        },
+    }
+
+
+def test_a_tenant_can_never_get_another_namespaces_key_sent_anywhere(
+    kube_bin_dir: Path, installed: Installed, tmp_path: Path
+) -> None:
+    _tenant(kube_bin_dir, installed, TEAM_A, KEY_A)
+    _tenant(kube_bin_dir, installed, TEAM_B, KEY_B)
+    with (
+        installed.cluster.api_client() as api,
+        FakeEGPServer(api_key=KEY_A, account_id=EGP_ACCOUNT) as tenants_server,
+    ):
+        objects = client.CustomObjectsApi(api)
+        core = client.CoreV1Api(api)
+        # team-b's Secret also exists under a name team-a does not have, granted in team-b only.
+        core.create_namespaced_secret(
+            TEAM_B,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="b-only"), string_data={"apiKey": KEY_B}
+            ),
+        )
+        tenants_server.add_key(KEY_B, EGP_ACCOUNT)  # it would be accepted, were it ever sent
+        tenants_server.add_models(generate_models(3, seed=41))
+
+        # Admission: every spelling of a path, and every baseURL that picks its own query,
+        # fragment or credentials, is refused by the CRD before the operator sees it.
+        for number, name in enumerate(TRAVERSALS):
+            with pytest.raises(client.ApiException) as raised:
+                objects.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    TEAM_A,
+                    SOURCE_PLURAL,
+                    _source(TEAM_A, f"traversal-{number}", tenants_server.url, secret=name),
+                )
+            assert raised.value.status == 422, name
+        for number, base_url in enumerate(
+            [
+                f"{tenants_server.url}/v1/secrets?x=",
+                f"{tenants_server.url}/#fragment",
+                "http://user:password@127.0.0.1:1/",
+                "file:///var/run/secrets/kubernetes.io/serviceaccount/token",
+            ]
+        ):
+            with pytest.raises(client.ApiException) as raised:
+                objects.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    TEAM_A,
+                    SOURCE_PLURAL,
+                    _source(TEAM_A, f"url-{number}", base_url),
+                )
+            assert raised.value.status == 422
+
+        # What passes admission: team-a's own source, a source naming a Secret that exists in
+        # team-b only, and one pointed at the cloud metadata address.
+        for body in (
+            _source(TEAM_A, "own", tenants_server.url),
+            _source(TEAM_A, "borrowed", tenants_server.url, secret="b-only"),
+            _source(TEAM_A, "metadata", "http://169.254.169.254/latest"),
+        ):
+            objects.create_namespaced_custom_object(GROUP, VERSION, TEAM_A, SOURCE_PLURAL, body)
+
+        operator = OperatorProcess(
+            installed.kubeconfig, tmp_path / "operator.log", status_heartbeat_seconds="3600"
+        )
+        try:
+
+            def synced_reason(name: str) -> str | None:
+                status = objects.get_namespaced_custom_object(
+                    GROUP, VERSION, TEAM_A, SOURCE_PLURAL, name
+                ).get("status", {})
+                synced = [c for c in status.get("conditions", []) if c["type"] == "Synced"]
+                return synced[0]["reason"] if synced else None
+
+            reasons = eventually(
+                lambda: (
+                    found
+                    if None
+                    not in (
+                        found := {n: synced_reason(n) for n in ("own", "borrowed", "metadata")}
+                    ).values()
+                    else None
+                ),
+                timeout=90,
+                what="a cycle of each of team-a's sources",
+            )
+            assert reasons == {
+                "own": "Synced",
+                "borrowed": "SecretUnreadable",
+                "metadata": "EndpointRefused",
+            }
+        finally:
+            operator.stop()
+        assert tenants_server.api_keys_seen() == {KEY_A}
+        assert KEY_B not in operator.log()

@@ -126,7 +126,9 @@ class _Authentication(BaseHTTPMiddleware):
         path = _api_path(request)
         if not path.startswith(_API_PREFIX):
             return await call_next(request)
-        accounts = self.state.api_keys.get(request.headers.get("x-api-key", ""))
+        api_key = request.headers.get("x-api-key", "")
+        self.state.api_keys_seen.add(api_key)
+        accounts = self.state.api_keys.get(api_key)
         endpoint = "list" if path.rstrip("/") == "/v5/models" else "get"
         if accounts is None:
             return _answer(self.state, endpoint, {}, 401, {"detail": "Invalid API key"})
@@ -361,7 +363,11 @@ def _add_admin_routes(app: FastAPI, state: FakeEGPState) -> None:
 
     @app.get("/_admin/requests")
     async def requests_seen() -> dict[str, Any]:
-        return {"counts": dict(state.request_counts), "recent": list(state.recent_requests)}
+        return {
+            "counts": dict(state.request_counts),
+            "recent": list(state.recent_requests),
+            "api_keys": sorted(state.api_keys_seen),
+        }
 
     @app.delete("/_admin/requests")
     async def reset_requests() -> dict[str, str]:

@@ -187,6 +187,10 @@ class FakeEGPServer:
         recent: list[dict[str, Any]] = self.admin("GET", "/requests")["recent"]
         return recent
 
+    def api_keys_seen(self) -> set[str]:
+        """Every x-api-key any request to the API carried, valid or not."""
+        return set(self.admin("GET", "/requests")["api_keys"])
+
     def reset_request_log(self) -> None:
         self.admin("DELETE", "/requests")
 

@@ -65,6 +65,8 @@ class FakeEGPState:
         self.faults: list[Fault] = []
         self.request_counts: Counter[str] = Counter()
         self.recent_requests: deque[dict[str, Any]] = deque(maxlen=2000)
+        #: Every x-api-key sent to the API, valid or not: what tests check no key leaks to.
+        self.api_keys_seen: set[str] = set()
 
     def add_key(self, api_key: str, account_id: str) -> None:
         self.api_keys.setdefault(api_key, [])
