@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp import InferenceModel
 from egp_operator.sync.naming import PHASE_LABEL
 from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
@@ -280,3 +281,45 @@ def test_counts_cover_every_phase_including_missing() -> None:
     assert result.phase_counts["Failed"] == 1
     assert result.phase_counts["Missing"] == 1
     assert result.phase_counts["Ready"] == 0
+
+
+def test_a_model_whose_id_no_object_can_hold_is_refused_and_the_rest_mirrored() -> None:
+    long_id = "x" * (MAX_MODEL_ID_LENGTH + 1)
+
+    result = plan([upstream(id=long_id), upstream(id="m-2")], [], POLICY, T0)
+
+    assert result.refused == [long_id]
+    assert [create.model_id for create in result.creates] == ["m-2"]
+
+
+def test_past_the_event_budget_one_event_on_the_source_counts_the_rest() -> None:
+    models = [upstream(id=f"m-{n}", name=f"model-{n}") for n in range(MAX_EVENTS_PER_CYCLE + 30)]
+    first = plan(models, [], POLICY, T0)
+    failing = [upstream(id=m.id, name=m.name, status="failed") for m in models]
+
+    result = plan(failing, mirror(first), POLICY, T0 + timedelta(minutes=1))
+
+    assert len(result.updates) == len(models)
+    *per_model, aggregate = result.events
+    assert len(per_model) == MAX_EVENTS_PER_CYCLE
+    assert {event.kind for event in per_model} == {"EGPModel"}
+    assert (aggregate.kind, aggregate.object_name, aggregate.type) == (
+        "EGPSource",
+        POLICY.name,
+        "Warning",
+    )
+    assert aggregate.message.startswith("30 more models changed phase")
+    assert "30 to Failed" in aggregate.message
+
+
+def test_a_label_value_with_a_trailing_newline_is_hashed() -> None:
+    result = plan([upstream(model_vendor="launch\n")], [], POLICY, T0)
+
+    [create] = result.creates
+    assert create.labels["egp-operator.io/vendor"].startswith("h-")
+
+
+def test_object_names_carry_a_64_bit_hash_of_namespace_source_and_id() -> None:
+    [create] = plan([upstream()], [], POLICY, T0).creates
+
+    assert re.fullmatch(r"llama-3-8b-support-[0-9a-f]{16}", create.name)

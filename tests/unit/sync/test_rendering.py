@@ -1,0 +1,92 @@
+"""What upstream writes into an EGPModel's status is bounded: strings are capped, free-form
+fields too deep or too big are left out and said so, and the status always fits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from egp_operator.bounds import (
+    MAX_JSON_DEPTH,
+    MAX_MESSAGE_LENGTH,
+    MAX_STATUS_BYTES,
+    MAX_TEXT_LENGTH,
+    MAX_WORD_LENGTH,
+)
+from egp_operator.egp import InferenceModel
+from egp_operator.sync.rendering import observed_status
+
+NOW = "2026-11-29T12:00:00Z"
+
+
+def model(**fields: Any) -> InferenceModel:
+    return InferenceModel.model_validate({"id": "m-1", "status": "ready"} | fields)
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"next": value}
+    return value
+
+
+def size(status: dict[str, Any]) -> int:
+    return len(json.dumps(status, separators=(",", ":")))
+
+
+def test_every_upstream_string_is_capped() -> None:
+    huge = "x" * 100_000
+
+    status = observed_status(
+        model(
+            name=huge,
+            status=huge,
+            model_vendor=huge,
+            model_type=huge,
+            status_reason=huge,
+            model_availability=huge,
+            created_at=huge,
+            created_by_user_id=huge,
+            created_by_identity_type=huge,
+        ),
+        now=NOW,
+        previous={},
+    )
+
+    assert len(status["name"]) == len(status["statusReason"]) == MAX_TEXT_LENGTH
+    for word in (status["status"], status["vendor"], status["type"], status["createdAt"]):
+        assert len(word) == MAX_WORD_LENGTH
+    assert all(len(c["message"]) <= MAX_MESSAGE_LENGTH for c in status["conditions"])
+    assert size(status) < MAX_STATUS_BYTES
+
+
+def test_a_free_form_field_nested_too_deeply_is_left_out_and_said_so() -> None:
+    status = observed_status(
+        model(vendor_configuration=nested(900), model_metadata={"team": "a"}),
+        now=NOW,
+        previous={},
+    )
+
+    assert "vendorConfiguration" not in status
+    assert status["modelMetadata"] == {"team": "a"}
+    assert status["truncatedFields"] == ["vendorConfiguration"]
+    truncated = next(c for c in status["conditions"] if c["type"] == "Truncated")
+    assert f"nested deeper than {MAX_JSON_DEPTH} levels" in truncated["message"]
+
+
+def test_a_free_form_field_at_the_depth_limit_is_kept() -> None:
+    status = observed_status(
+        model(vendor_configuration=nested(MAX_JSON_DEPTH)), now=NOW, previous={}
+    )
+
+    assert "truncatedFields" not in status
+    assert status["vendorConfiguration"] == nested(MAX_JSON_DEPTH)
+
+
+def test_thousands_of_unknown_fields_are_left_out_when_the_status_would_not_fit() -> None:
+    extras = {f"field_{n}": "v" * 200 for n in range(5_000)}
+
+    status = observed_status(model(**extras), now=NOW, previous={})
+
+    assert "extraFields" in status["truncatedFields"]
+    assert size(status) <= MAX_STATUS_BYTES
