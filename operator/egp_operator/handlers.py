@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -17,7 +18,7 @@ import kopf
 from egp_operator import metrics
 from egp_operator.collector import FrozenAfterCycles
 from egp_operator.kopf_storage import StatuslessDiffBaseStorage
-from egp_operator.kube import KubeClient, KubeError, load_configuration
+from egp_operator.kube import KubeClient, KubeError, load_configuration, segment
 from egp_operator.resources.models import (
     GROUP,
     MODEL_PLURAL,
@@ -60,6 +61,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.collector = FrozenAfterCycles()
     namespaces: tuple[str, ...] = getattr(memo, "namespaces", ())
     await ensure_peering(kube, operator_settings.peering_name, namespaces)
+    if operator_settings.priority is not None:
+        await warn_if_priority_taken(
+            kube, operator_settings.peering_name, namespaces, operator_settings.priority
+        )
     if operator_settings.metrics_port:
         metrics.serve(operator_settings.metrics_port, operator_settings.probe_host)
     log.info("egp-operator starting with peering priority %d", settings.peering.priority)
@@ -92,6 +97,55 @@ async def ensure_peering(kube: KubeClient, name: str, namespaces: tuple[str, ...
                     name,
                     error,
                 )
+
+
+async def warn_if_priority_taken(
+    kube: KubeClient, name: str, namespaces: tuple[str, ...], priority: int
+) -> list[str]:
+    """Say loudly, at start-up, that a live replica already holds this priority: kopf then
+    pauses every replica of that priority until all but one are gone, which looks like an
+    operator that silently stopped. Returns the peers that hold it."""
+    paths = (
+        [f"/apis/kopf.dev/v1/namespaces/{segment(ns)}/kopfpeerings" for ns in namespaces]
+        if namespaces
+        else ["/apis/kopf.dev/v1/clusterkopfpeerings"]
+    )
+    now = datetime.now(UTC)
+    holders: list[str] = []
+    for path in paths:
+        try:
+            answer = await kube.get(path, params={"fieldSelector": f"metadata.name={name}"})
+        except KubeError as error:
+            log.warning("could not read the peering %s to check priorities: %s", name, error)
+            continue
+        for peering in answer.get("items") or []:
+            for peer, info in (peering.get("status") or {}).items():
+                if (
+                    isinstance(info, dict)
+                    and info.get("priority") == priority
+                    and _alive(info, now)
+                ):
+                    holders.append(str(peer))
+    if holders:
+        log.error(
+            "EGP_OPERATOR_PRIORITY=%d is already held by live replica(s) %s: kopf pauses every"
+            " replica with the same priority, so none of them syncs until the others are gone."
+            " Give each replica its own priority, or leave the setting unset.",
+            priority,
+            ", ".join(holders),
+        )
+    return holders
+
+
+def _alive(peer: Mapping[str, Any], now: datetime) -> bool:
+    try:
+        seen = datetime.fromisoformat(str(peer["lastseen"]))
+        lifetime = timedelta(seconds=float(peer.get("lifetime", 60)))
+    except (KeyError, TypeError, ValueError):
+        return False
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=UTC)
+    return seen + lifetime > now
 
 
 @kopf.on.cleanup()
