@@ -567,3 +567,6 @@ def test_a_tenant_can_never_get_another_namespaces_key_sent_anywhere(
             operator.stop()
         assert tenants_server.api_keys_seen() == {KEY_A}
         assert KEY_B not in operator.log()
+        assert not objects.list_namespaced_custom_object(GROUP, VERSION, TEAM_B, MODEL_PLURAL)[
+            "items"
+        ], "a source of team-a wrote into team-b"
