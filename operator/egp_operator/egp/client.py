@@ -299,6 +299,20 @@ class EGPClient:
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     async def _get_json_once(self, path: str, params: Mapping[str, str | int]) -> Any:
+        """One request. Every error it raises leaves through `_redacted`: its message may
+        quote anything the endpoint sent (a detail, a header), so the scrub is done here,
+        once, for all of them."""
+        try:
+            return await self._request_json(path, params)
+        except EGPError as error:
+            raise self._redacted(error) from None
+
+    def _redacted(self, error: EGPError) -> EGPError:
+        error.message = self._message(error.message)
+        error.args = (error.message,)
+        return error
+
+    async def _request_json(self, path: str, params: Mapping[str, str | int]) -> Any:
         headers = {"x-api-key": self._api_key.get_secret_value()}
         if self.account_id:
             headers["x-selected-account-id"] = self.account_id

@@ -109,8 +109,10 @@ class EndpointPolicy:
         address = _literal_address(host)
         if address is not None:
             self.check_address(address, host)
-        elif self.restricted and not self._name_allowed(host):
+        elif self.restricted and not self._name_allowed(host) and not self.allowed_networks:
             raise EndpointRefusedError(f"host {host} is not in EGP_OPERATOR_ALLOWED_HOSTS")
+        # A name outside the allowed names may still resolve into an allowed network: the
+        # connect-time check decides, address by address.
 
     def check_address(self, address: IPAddress, host: str) -> None:
         """Refuse an address `host` resolved to (or is)."""

@@ -10,7 +10,9 @@ from egp_operator.egp import EndpointRefusedError
 from egp_operator.egp.endpoint import EndpointPolicy, check_base_url
 
 OPEN = EndpointPolicy()
-PLATFORM = EndpointPolicy.from_patterns(["api.egp.scale.com", "*.egp.example.com", "10.20.0.0/16"])
+NAMES = ["api.egp.scale.com", "*.egp.example.com"]
+HOSTS_ONLY = EndpointPolicy.from_patterns(NAMES)
+PLATFORM = EndpointPolicy.from_patterns([*NAMES, "10.20.0.0/16"])
 
 
 @pytest.mark.parametrize(
@@ -89,7 +91,13 @@ def test_the_allow_list_admits_its_hosts_wildcards_and_networks(url: str) -> Non
         "http://kubernetes.default.svc",
     ],
 )
-def test_the_allow_list_refuses_everything_else(url: str) -> None:
+def test_an_allow_list_of_names_refuses_everything_else_before_any_request(url: str) -> None:
+    with pytest.raises(EndpointRefusedError, match="EGP_OPERATOR_ALLOWED_HOSTS"):
+        HOSTS_ONLY.check_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://10.21.0.1", "http://127.0.0.1:8080"])
+def test_an_address_outside_the_allowed_networks_is_refused_before_any_request(url: str) -> None:
     with pytest.raises(EndpointRefusedError, match="EGP_OPERATOR_ALLOWED_HOSTS"):
         PLATFORM.check_url(url)
 
@@ -100,6 +108,7 @@ def test_an_allowed_name_that_resolves_to_a_metadata_address_is_still_refused() 
 
 
 def test_an_unlisted_name_connects_only_to_an_allowed_network() -> None:
+    PLATFORM.check_url("http://egp.corp")  # decided at connect time, by its addresses
     PLATFORM.check_address(ipaddress.ip_address("10.20.0.9"), "egp.corp")
     with pytest.raises(EndpointRefusedError):
         PLATFORM.check_address(ipaddress.ip_address("10.30.0.9"), "egp.corp")
