@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from egp_operator.egp.client import ReadLimits
 from egp_operator.egp.endpoint import EndpointPolicy
 
-_MIB = 1024 * 1024
+_READ = ReadLimits()
 
 
 class Settings(BaseSettings):
@@ -34,13 +34,22 @@ class Settings(BaseSettings):
         " addresses, which are always refused",
     )
     max_page_bytes: int = Field(
-        default=16 * _MIB, ge=64 * 1024, description="the largest EGP response body read"
+        default=_READ.max_page_bytes,
+        ge=64 * 1024,
+        description="the largest EGP response body read",
+    )
+    max_listing_bytes: int = Field(
+        default=_READ.max_listing_bytes,
+        ge=64 * 1024,
+        description="all the pages of one listing together",
     )
     max_models_per_source: int = Field(
-        default=20_000, ge=1, description="past it a listing is refused and nothing is changed"
+        default=_READ.max_models,
+        ge=1,
+        description="past it a listing is refused and nothing is changed",
     )
     egp_request_deadline_seconds: float = Field(
-        default=60, gt=0, description="for a whole EGP request, body included"
+        default=_READ.request_deadline, gt=0, description="for a whole EGP request, body included"
     )
     cycle_deadline_seconds: float = Field(
         default=600, gt=0, description="for a whole sync cycle, retries included"
@@ -69,6 +78,7 @@ class Settings(BaseSettings):
     def read_limits(self) -> ReadLimits:
         return ReadLimits(
             max_page_bytes=self.max_page_bytes,
+            max_listing_bytes=self.max_listing_bytes,
             request_deadline=self.egp_request_deadline_seconds,
             max_models=self.max_models_per_source,
         )

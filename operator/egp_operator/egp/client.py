@@ -85,9 +85,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """How much one endpoint may make the client read. The defaults are the settings'."""
+    """How much one endpoint may make the client read; the settings' defaults are these.
 
-    max_page_bytes: int = 16 * 1024 * 1024
+    A page of 1,000 real models is 1-2 MiB. Parsed, JSON takes up to ~25 times its size (a
+    page of tiny items, measured by the hostile-endpoint suite), so the cap also bounds the
+    parsed page to ~100 MiB."""
+
+    max_page_bytes: int = 4 * 1024 * 1024
+    #: All the pages of one listing together: 20,000 real models are ~20 MiB.
+    max_listing_bytes: int = 32 * 1024 * 1024
     request_deadline: float = 60.0
     max_models: int = 20_000
 
@@ -151,6 +157,7 @@ class EGPClient:
         self._sleep = sleep
         self._secret_forms = _secret_forms(self._api_key.get_secret_value())
         self.requests_sent = 0
+        self.bytes_read = 0
         #: Answers by HTTP status code, or `transport_error`: what metrics count.
         self.status_counts: Counter[str] = Counter()
         self._http = httpx.AsyncClient(
@@ -203,6 +210,7 @@ class EGPClient:
         seen: dict[str, InferenceModel] = {}
         pages = 0
         requests_before = self.requests_sent
+        bytes_before = self.bytes_read
 
         def incomplete(why: str, cause: EGPError | None = None) -> IncompleteListingError:
             return IncompleteListingError(
@@ -220,10 +228,15 @@ class EGPClient:
             try:
                 page = await self._get_page(params, page_size)
             except EGPError as error:
-                if pages == 0 or isinstance(error, TooManyModelsError):
+                if pages == 0 or isinstance(error, TooManyModelsError | ResponseTooLargeError):
                     raise
                 raise incomplete(error.message, error) from error
             pages += 1
+            if self.bytes_read - bytes_before > self.limits.max_listing_bytes:
+                raise ResponseTooLargeError(
+                    f"EGP's pages add up to more than {self.limits.max_listing_bytes} bytes"
+                    " (EGP_OPERATOR_MAX_LISTING_BYTES); nothing was changed"
+                )
             if page.total is not None and page.total > max_models:
                 raise TooManyModelsError(
                     f"EGP reports {page.total} models, more than the {max_models} a source may"
@@ -368,6 +381,7 @@ class EGPClient:
                     f"EGP sent a body of more than {cap} bytes (EGP_OPERATOR_MAX_PAGE_BYTES)"
                 )
             chunks.append(chunk)
+        self.bytes_read += size
         return b"".join(chunks)
 
     def _decode(self, response: httpx.Response, body: bytes) -> Any:

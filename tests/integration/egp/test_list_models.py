@@ -12,6 +12,7 @@ from egp_operator.egp import (
     EGPClient,
     IncompleteListingError,
     PermissionDeniedError,
+    ResponseTooLargeError,
     TooManyModelsError,
 )
 from egp_operator.egp.client import ReadLimits
@@ -237,3 +238,13 @@ async def test_page_size_outside_1_to_1000_is_refused_before_any_request(
         await make_client().list_models(page_size=page_size)
 
     assert egp_server.request_counts() == {}
+
+
+async def test_a_listing_whose_pages_add_up_past_the_listing_cap_is_refused(
+    egp_server: FakeEGPServer, make_client: MakeClient
+) -> None:
+    egp_server.add_models(generate_models(200, seed=13))
+    limits = ReadLimits(max_page_bytes=1024 * 1024, max_listing_bytes=64 * 1024)
+
+    with pytest.raises(ResponseTooLargeError, match="pages add up to more than 65536 bytes"):
+        await make_client(limits=limits).list_models(page_size=20)
