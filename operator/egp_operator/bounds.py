@@ -9,6 +9,7 @@ vary.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 #: Deepest JSON an EGP page may nest. EGP's records nest 4 levels; 64 leaves room for any
@@ -40,6 +41,43 @@ MAX_QUOTED_LENGTH: Final = 120
 #: Events posted per cycle of one source; past it one aggregate Event on the source says how
 #: many more models changed phase.
 MAX_EVENTS_PER_CYCLE: Final = 50
+
+
+#: A lone UTF-16 surrogate: JSON can escape one (`"\ud800"`), UTF-8 cannot hold it, and the API
+#: server stores it as U+FFFD. Valid pairs are joined into one character by the JSON parser, so
+#: any surrogate left in a Python string is a lone one.
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+REPLACEMENT_CHARACTER: Final = "\ufffd"
+
+
+def storable_text(text: str) -> str:
+    """`text` as the API server would store it: lone surrogates become U+FFFD."""
+    return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)
+
+
+def make_storable(document: dict[str, Any] | list[Any]) -> None:
+    """Replace, in place, every lone surrogate in the strings and keys of `document`, so that
+    what is written reads back equal (without it, every cycle would rewrite the object).
+    Iterative, like `json_depth`."""
+    stack: list[dict[str, Any] | list[Any]] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for index, value in enumerate(node):
+                if isinstance(value, str):
+                    node[index] = storable_text(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+            continue
+        for key, value in list(node.items()):
+            if isinstance(value, str):
+                value = storable_text(value)
+            elif isinstance(value, dict | list):
+                stack.append(value)
+            stored_key = storable_text(key)
+            if stored_key != key:
+                del node[key]
+            node[stored_key] = value
 
 
 def cut(text: str, limit: int) -> str:

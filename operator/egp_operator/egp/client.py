@@ -20,6 +20,7 @@ import email.utils
 import functools
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -389,7 +390,7 @@ class EGPClient:
         be anything a tenant points the operator at. JSON nested past what the parser can
         recurse through is malformed; rendering bounds the depth of what it mirrors."""
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
         except RecursionError:
             raise MalformedResponseError(
                 f"EGP answered {response.status_code} with JSON nested too deeply to read"
@@ -500,8 +501,21 @@ def _json_excerpt(value: Any) -> str:
 
 
 def _quoted(value: str) -> str:
-    """An upstream value as a message may quote it: short, and with its escapes visible."""
-    return repr(cut(value, MAX_QUOTED_LENGTH))
+    """An upstream value as a message may quote it: with its escapes visible, then short."""
+    return cut(repr(value), MAX_QUOTED_LENGTH)
+
+
+def _refuse_constant(name: str) -> float:
+    """NaN and Infinity are not JSON, and no Kubernetes object can hold them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A number too big for a float (1e999) would read as infinity: refused like Infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number out of range is not a finite JSON number")
+    return value
 
 
 def _retryable(error: EGPError) -> EGPError:
@@ -532,7 +546,7 @@ def _retry_after_seconds(headers: httpx.Headers) -> float | None:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a year past datetime's is an overflow
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -31,7 +31,8 @@ _LABEL_VALUE: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0
 
 
 def short_hash(*parts: str, length: int = _HASH_LENGTH) -> str:
-    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    # surrogatepass: a lone surrogate from upstream JSON still hashes, to a stable value.
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:length]
 
 

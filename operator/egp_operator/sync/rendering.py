@@ -22,6 +22,7 @@ from egp_operator.bounds import (
     MAX_WORD_LENGTH,
     cut,
     json_depth,
+    make_storable,
 )
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import Phase
@@ -172,6 +173,8 @@ def cap_size(
     until the status fits; say so. What is left is capped strings, so it always fits."""
     for field in too_deep:
         del status[field]
+    if not _utf8_encodable(status):
+        make_storable(status)
     dropped: list[str] = list(too_deep)
     for field in _TRUNCATABLE:
         if _size(status) <= MAX_STATUS_BYTES:
@@ -192,13 +195,23 @@ def cap_size(
 
 
 def _size(document: Any) -> int:
+    """Bytes as the Kubernetes client sends them (ASCII, escaped)."""
     return len(json.dumps(document, separators=(",", ":")))
+
+
+def _utf8_encodable(document: Any) -> bool:
+    """False when a lone surrogate hides in it (escaped, ASCII JSON would not show it)."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ready_message(model: InferenceModel, phase: Phase) -> str:
     if model.status_reason:
         return cut(model.status_reason, MAX_MESSAGE_LENGTH)
-    upstream = repr(cut(model.status or "", MAX_QUOTED_LENGTH)) if model.status else "none"
+    upstream = cut(repr(model.status), MAX_QUOTED_LENGTH) if model.status else "none"
     if phase == "Unknown":
         return f"EGP reports status {upstream}, which this operator does not know"
     return f"EGP reports status {upstream}"

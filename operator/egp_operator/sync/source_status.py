@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut
+from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut, storable_text
 from egp_operator.resources.models import Phase
 from egp_operator.sync.planner import timestamp
 from egp_operator.sync.rendering import READY, SYNCED, condition
@@ -43,7 +43,7 @@ def source_status(
     """The new status, or None when writing it would change nothing worth a write."""
     stamp = timestamp(now)
     conditions = previous.get("conditions") or []
-    message = cut(outcome.message, MAX_MESSAGE_LENGTH)
+    message = cut(storable_text(outcome.message), MAX_MESSAGE_LENGTH)
     ready = condition(
         READY,
         outcome.account_answered,
