@@ -288,7 +288,8 @@ class EGPModelStatus(_Resource):
     truncated_fields: list[str] | None = Field(
         default=None,
         alias="truncatedFields",
-        description="The fields cut short so that the object stays within a safe size.",
+        description="The free-form fields left out: nested too deeply, or too big for the"
+        " object to stay within a safe size.",
     )
     missing_since: str | None = Field(
         default=None,
