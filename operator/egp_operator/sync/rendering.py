@@ -84,11 +84,15 @@ def condition(
 
 
 def _text(value: str | None) -> str | None:
-    return None if value is None else cut(value, MAX_TEXT_LENGTH)
+    if value is None or len(value) <= MAX_TEXT_LENGTH:  # inline: runs for every model
+        return value
+    return cut(value, MAX_TEXT_LENGTH)
 
 
 def _word(value: str | None) -> str | None:
-    return None if value is None else cut(value, MAX_WORD_LENGTH)
+    if value is None or len(value) <= MAX_WORD_LENGTH:
+        return value
+    return cut(value, MAX_WORD_LENGTH)
 
 
 def observed_status(
@@ -120,9 +124,6 @@ def observed_status(
         "extraFields": extra or None,
     }
     status = {key: value for key, value in status.items() if value is not None}
-    too_deep = [
-        key for key in _TRUNCATABLE if key in status and json_depth(status[key]) > MAX_JSON_DEPTH
-    ]
     previous_conditions = previous.get("conditions") or []
     status["conditions"] = [
         condition(
@@ -142,9 +143,22 @@ def observed_status(
             previous=previous_conditions,
         ),
     ]
-    if not too_deep and status == previous:
-        return status  # as stored, and what is stored was capped: skip serializing it again
+    if _unchanged(status, previous):
+        return status  # as stored, and what is stored was bounded: skip checking it again
+    too_deep = [
+        key for key in _TRUNCATABLE if key in status and json_depth(status[key]) > MAX_JSON_DEPTH
+    ]
     return cap_size(status, now=now, previous=previous_conditions, too_deep=too_deep)
+
+
+def _unchanged(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
+    """Equal to the stored status: the common case, at C speed. What the operator stored is
+    never deeper than MAX_JSON_DEPTH; a deeper one written by someone else can only make the
+    comparison recurse too far, which then counts as a change, to be bounded below."""
+    try:
+        return status == previous
+    except RecursionError:
+        return False
 
 
 def missing_status(previous: Mapping[str, Any], *, now: str) -> dict[str, Any]:
