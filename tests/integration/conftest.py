@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -36,26 +37,33 @@ def sleeps() -> RecordedSleep:
     return RecordedSleep()
 
 
+@contextlib.asynccontextmanager
+async def client_maker(**defaults: Any) -> AsyncIterator[Callable[..., EGPClient]]:
+    """Makes EGPClients from `defaults` and per-call overrides, and closes them all after."""
+    clients: list[EGPClient] = []
+
+    def make(**overrides: Any) -> EGPClient:
+        client = EGPClient(**(defaults | overrides))
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 @pytest.fixture
 async def make_client(
     egp_server: FakeEGPServer, sleeps: RecordedSleep
 ) -> AsyncIterator[Callable[..., EGPClient]]:
-    clients: list[EGPClient] = []
-
-    def make(**overrides: Any) -> EGPClient:
-        options: dict[str, Any] = {
-            "base_url": egp_server.url,
-            "api_key": API_KEY,
-            "account_id": ACCOUNT,
-            "retry": RetryPolicy(max_retries=3),
-            "sleep": sleeps,
-            "timeout": 10.0,
-        }
-        options.update(overrides)
-        client = EGPClient(**options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
+    async with client_maker(
+        base_url=egp_server.url,
+        api_key=API_KEY,
+        account_id=ACCOUNT,
+        retry=RetryPolicy(max_retries=3),
+        sleep=sleeps,
+        timeout=10.0,
+    ) as make:
+        yield make

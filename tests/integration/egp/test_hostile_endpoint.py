@@ -37,7 +37,7 @@ from egp_operator.egp import (
 )
 from egp_operator.egp.client import ReadLimits, RetryPolicy
 from egp_operator.egp.endpoint import EndpointPolicy
-from tests.integration.conftest import ACCOUNT, RecordedSleep
+from tests.integration.conftest import ACCOUNT, RecordedSleep, client_maker
 from tests.integration.hostile_server import (
     HostileServer,
     RecordedRequest,
@@ -168,26 +168,19 @@ async def connect(
     hostile: HostileServer, sleeps: RecordedSleep
 ) -> AsyncIterator[Callable[..., EGPClient]]:
     """A real client of the hostile server: small limits, no waiting between retries."""
-    clients: list[EGPClient] = []
+    async with client_maker(
+        base_url=hostile.url,
+        api_key=API_KEY,
+        account_id=ACCOUNT,
+        sleep=sleeps,
+        timeout=10.0,
+        limits=LIMITS,
+    ) as make:
 
-    def make(*, retries: int = 0, **overrides: Any) -> EGPClient:
-        options: dict[str, Any] = {
-            "base_url": hostile.url,
-            "api_key": API_KEY,
-            "account_id": ACCOUNT,
-            "retry": RetryPolicy(max_retries=retries),
-            "sleep": sleeps,
-            "timeout": 10.0,
-            "limits": LIMITS,
-        }
-        options.update(overrides)
-        client = EGPClient(**options)
-        clients.append(client)
-        return client
+        def connect(*, retries: int = 0, **overrides: Any) -> EGPClient:
+            return make(retry=RetryPolicy(max_retries=retries), **overrides)
 
-    yield make
-    for client in clients:
-        await client.aclose()
+        yield connect
 
 
 Connect = Callable[..., EGPClient]
