@@ -122,10 +122,15 @@ class KubeClient:
         async with self._slots:
             self.requests[method] += 1
             metrics.KUBE_REQUESTS.labels(method).inc()
-            async with self._http.request(
-                method, self._base + path, data=content, headers=headers, params=params
-            ) as response:
-                payload = await response.read()
+            try:
+                async with self._http.request(
+                    method, self._base + path, data=content, headers=headers, params=params
+                ) as response:
+                    payload = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                # No answer (the API server restarting, a timeout): a failed request like any
+                # other, for the cycle to count, not an exception that ends it.
+                raise KubeError(0, "Unavailable", f"{type(error).__name__}: {error}") from None
         if 200 <= response.status < 300:
             return json.loads(payload) if payload else None
         raise _error(response.status, response.reason or "", payload)

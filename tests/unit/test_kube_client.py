@@ -4,7 +4,7 @@ import pytest
 from kubernetes.client import Configuration
 
 from egp_operator import kube
-from egp_operator.kube import TOKEN_REUSE_SECONDS, KubeClient
+from egp_operator.kube import TOKEN_REUSE_SECONDS, KubeClient, KubeError
 
 
 class Clock:
@@ -53,3 +53,15 @@ async def test_no_token_sends_no_authorization_header(
 ) -> None:
     configuration.api_key = {}
     assert client._auth_headers() == {}
+
+
+async def test_an_api_server_that_does_not_answer_is_a_kube_error() -> None:
+    configuration = Configuration(host="http://127.0.0.1:9")  # the discard port: refused
+    client = KubeClient(configuration)
+    try:
+        with pytest.raises(KubeError) as raised:
+            await client.get("/api/v1/namespaces/default/secrets/x")
+    finally:
+        await client.aclose()
+
+    assert (raised.value.status, raised.value.reason) == (0, "Unavailable")
