@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from egp_operator import metrics
+from egp_operator import metrics, wakeups
 from egp_operator.collector import FrozenAfterCycles
 from egp_operator.kopf_storage import StatuslessDiffBaseStorage
 from egp_operator.kube import KubeClient, KubeError, load_configuration, segment
@@ -30,6 +30,7 @@ from egp_operator.resources.models import (
 from egp_operator.settings import Settings
 from egp_operator.sync.cycle import CycleReport, SourceSyncer, mirrored_from_object
 from egp_operator.sync.planner import MirroredModel
+from egp_operator.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.settings = operator_settings
     memo.syncer = SourceSyncer(kube, operator_settings)
     memo.collector = FrozenAfterCycles()
+    memo.wakeups = Wakeups()
     namespaces: tuple[str, ...] = getattr(memo, "namespaces", ())
     await ensure_peering(kube, operator_settings.peering_name, namespaces)
     if operator_settings.priority is not None:
@@ -167,6 +169,19 @@ async def egpmodels_by_source(
     return {(namespace or "", source): mirrored_from_object(_plain(body))}
 
 
+@kopf.on.event(GROUP, VERSION, SOURCE_PLURAL)
+async def notice_source_change(
+    event: kopf.RawEvent, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """Wake a source's loop when its spec or its sync request changes (`wakeups.py`)."""
+    wakeups: Wakeups = memo.wakeups
+    key = (namespace or "", name)
+    if event["type"] == "DELETED":
+        wakeups.forget(key)
+    else:
+        wakeups.note(key, event["object"])
+
+
 @kopf.daemon(GROUP, VERSION, SOURCE_PLURAL, cancellation_timeout=30.0)
 async def sync_source(
     stopped: kopf.DaemonStopped,
@@ -177,19 +192,22 @@ async def sync_source(
     **kwargs: Any,
 ) -> None:
     """One loop per EGPSource: a cycle at once, then every refreshInterval (with jitter), or
-    sooner with a growing backoff after a failure. Stops promptly when the source is deleted
-    or the operator pauses for a peer."""
+    sooner with a growing backoff after a failure, or at once when its spec or its sync
+    request changes. Stops promptly when the source is deleted or the operator pauses for a
+    peer."""
     index: kopf.Index[tuple[str, str], MirroredModel] = kwargs["egpmodels_by_source"]
     syncer: SourceSyncer = memo.syncer
     settings: Settings = memo.settings
     collector: FrozenAfterCycles = memo.collector
+    woken = memo.wakeups.event((namespace or "", name))
     failures = 0
     while not stopped:
+        woken.clear()  # before reading the body: a change from now on wakes the next sleep
         source = _plain(body)
         interval = _refresh_interval(source)
         if (source.get("spec") or {}).get("suspend"):
             await syncer.mark_suspended(source)
-            await stopped.wait(interval)
+            await wakeups.sleep(stopped, woken, interval)
             continue
         mirrored = list(index.get((namespace or "", name), []))
         try:
@@ -203,7 +221,7 @@ async def sync_source(
         failures = 0 if report is not None and report.outcome.ok else failures + 1
         delay = interval if failures == 0 else _backoff(failures, settings)
         jitter = settings.interval_jitter
-        await stopped.wait(delay * random.uniform(1 - jitter, 1 + jitter))
+        await wakeups.sleep(stopped, woken, delay * random.uniform(1 - jitter, 1 + jitter))
     if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
         metrics.forget_source(namespace or "", name)
 

@@ -9,7 +9,13 @@ import httpx
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
+from egp_operator.resources.models import (
+    GROUP,
+    MODEL_PLURAL,
+    SOURCE_PLURAL,
+    SYNC_REQUEST_ANNOTATION,
+    VERSION,
+)
 from egp_operator.testing.fake_egp import FakeEGPServer
 from egp_operator.testing.processes import OperatorProcess as OperatorProcess
 from tests.e2e.polling import eventually
@@ -66,6 +72,17 @@ class Mirror:
     def patch_source_spec(self, name: str, **spec: Any) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, SOURCE_PLURAL, name, {"spec": spec}
+        )
+
+    def request_sync(self, name: str, value: str) -> None:
+        """Ask for a sync now, as `kubectl annotate --overwrite` would."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            SOURCE_PLURAL,
+            name,
+            {"metadata": {"annotations": {SYNC_REQUEST_ANNOTATION: value}}},
         )
 
     def create_secret(self, name: str, api_key: str) -> None:

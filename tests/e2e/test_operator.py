@@ -217,6 +217,80 @@ def test_a_suspended_source_does_not_call_egp(egp: FakeEGPServer, mirror: Mirror
     wait_mirrored(mirror, 3)
 
 
+#: Far below any interval used here (an hour): a change seen within it came from a wake-up.
+PROMPTLY = 15
+
+
+def observed_generation(mirror: Mirror) -> int | None:
+    generation: int | None = mirror.source("src").get("status", {}).get("observedGeneration")
+    return generation
+
+
+def test_a_shorter_refresh_interval_takes_effect_at_once(
+    egp: FakeEGPServer, mirror: Mirror
+) -> None:
+    upstream = generate_models(3, seed=15)
+    egp.add_models(upstream)
+    start_source(mirror, egp, refreshInterval="1h")
+    wait_mirrored(mirror, 3)
+    eventually(lambda: observed_generation(mirror) == 1, what="the first status")
+    egp.update_model(upstream[0]["id"], status="failed")
+
+    mirror.patch_source_spec("src", refreshInterval="10s")
+
+    eventually(
+        lambda: observed_generation(mirror) == 2,
+        timeout=PROMPTLY,
+        what="observedGeneration to follow the edit",
+    )
+    eventually(
+        lambda: phase(mirror, upstream[0]["id"]) == "Failed",
+        timeout=PROMPTLY,
+        what="a cycle right after the edit, not an hour later",
+    )
+
+
+def test_unsuspending_a_source_syncs_it_at_once(egp: FakeEGPServer, mirror: Mirror) -> None:
+    egp.add_models(generate_models(3, seed=16))
+    start_source(mirror, egp, suspend=True, refreshInterval="1h")
+    eventually(
+        lambda: mirror.source_condition("src", "Synced").get("reason") == "Suspended",
+        timeout=ONE_CYCLE,
+        what="Synced=False reason Suspended",
+    )
+
+    mirror.patch_source_spec("src", suspend=False)
+
+    eventually(
+        lambda: len(mirror.models()) == 3,
+        timeout=PROMPTLY,
+        what="the mirror right after unsuspending, not an hour later",
+    )
+
+
+def test_the_sync_request_annotation_syncs_now_and_is_echoed_to_status(
+    egp: FakeEGPServer, mirror: Mirror
+) -> None:
+    upstream = generate_models(3, seed=17)
+    egp.add_models(upstream)
+    start_source(mirror, egp, refreshInterval="1h")
+    wait_mirrored(mirror, 3)
+    egp.update_model(upstream[1]["id"], status="deployment_timeout")
+
+    mirror.request_sync("src", "2026-11-29T12:00:00Z")
+
+    eventually(
+        lambda: (
+            mirror.source("src").get("status", {}).get("lastHandledSyncRequest")
+            == "2026-11-29T12:00:00Z"
+        ),
+        timeout=PROMPTLY,
+        what="the request to be handled",
+    )
+    assert phase(mirror, upstream[1]["id"]) == "DeploymentTimeout"
+    assert observed_generation(mirror) == 1  # an annotation is not a spec change
+
+
 def peers(mirror: Mirror) -> dict[str, Any]:
     peering = mirror.custom.get_cluster_custom_object(
         "kopf.dev", "v1", "clusterkopfpeerings", "egp-operator"

@@ -26,6 +26,10 @@ MODEL_KIND: Final = "EGPModel"
 MODEL_PLURAL: Final = "egpmodels"
 
 MIN_REFRESH_INTERVAL: Final = timedelta(seconds=10)
+#: Set it on an EGPSource (to any new value, e.g. the time) to ask for a sync now; the value is
+#: echoed to `status.lastHandledSyncRequest` once a cycle has handled it (as Flux does with
+#: `reconcile.fluxcd.io/requestedAt` and `lastHandledReconcileAt`).
+SYNC_REQUEST_ANNOTATION: Final = f"{GROUP}/sync-requested-at"
 
 #: A Kubernetes object name (DNS-1123 subdomain): no slash, no dot segment, nothing a request
 #: path could resolve outside the source's own namespace.
@@ -212,6 +216,12 @@ class EGPSourceStatus(_Resource):
         description="The metadata.generation of the spec the last sync cycle used.",
     )
     message: str | None = Field(default=None, description="Why the last sync cycle failed.")
+    last_handled_sync_request: str | None = Field(
+        default=None,
+        alias="lastHandledSyncRequest",
+        description="The value of the egp-operator.io/sync-requested-at annotation that the"
+        " last sync cycle handled.",
+    )
 
 
 class SourceRef(_Resource):

@@ -39,6 +39,7 @@ from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
 from egp_operator.sync.naming import SOURCE_LABEL, label_value
 from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
 from egp_operator.sync.source_status import CycleOutcome, source_status
+from egp_operator.wakeups import sync_request
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,11 @@ class SourceSyncer:
         if not dry_run:
             _record_metrics(identity, report, started)
             report.status_written = await self._write_status(
-                identity, source.get("status") or {}, meta.get("generation"), report.outcome
+                identity,
+                source.get("status") or {},
+                meta.get("generation"),
+                report.outcome,
+                handled_request=sync_request(source),
             )
         return report
 
@@ -288,13 +293,18 @@ class SourceSyncer:
         previous: Mapping[str, Any],
         generation: int | None,
         outcome: CycleOutcome,
+        *,
+        handled_request: str | None = None,
     ) -> bool:
+        """`handled_request`: the sync request this cycle answered; a suspended source
+        answers none."""
         status = source_status(
             previous,
             outcome,
             generation=generation,
             now=self.clock(),
             heartbeat=timedelta(seconds=self.settings.status_heartbeat_seconds),
+            handled_request=handled_request,
         )
         if status is None:
             return False

@@ -39,6 +39,7 @@ def source_status(
     generation: int | None,
     now: datetime,
     heartbeat: timedelta,
+    handled_request: str | None = None,
 ) -> dict[str, Any] | None:
     """The new status, or None when writing it would change nothing worth a write."""
     stamp = timestamp(now)
@@ -60,6 +61,7 @@ def source_status(
         "lastSyncTime": stamp,
         "lastSuccessfulSyncTime": stamp if outcome.ok else previous.get("lastSuccessfulSyncTime"),
         "message": None if outcome.ok else message,
+        "lastHandledSyncRequest": handled_request or previous.get("lastHandledSyncRequest"),
     }
     if _without_times(status) == _without_times(previous) and not _heartbeat_due(
         previous, now, heartbeat

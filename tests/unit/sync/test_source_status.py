@@ -81,3 +81,16 @@ def test_an_incomplete_listing_means_the_account_answered_but_nothing_synced() -
         "Ready": ("True", "AccountReachable"),
         "Synced": ("False", "IncompleteListing"),
     }
+
+
+def test_the_handled_sync_request_is_echoed_and_kept_until_the_next() -> None:
+    first = source_status(
+        {}, OK, generation=1, now=T0, heartbeat=HEARTBEAT, handled_request="req-1"
+    )
+    assert first is not None
+    assert first["lastHandledSyncRequest"] == "req-1"
+
+    later = source_status(first, OK, generation=2, now=T0, heartbeat=HEARTBEAT)
+
+    assert later is not None
+    assert later["lastHandledSyncRequest"] == "req-1"
