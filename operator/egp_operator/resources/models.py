@@ -197,7 +197,10 @@ class ModelCounts(_Resource):
 class EGPSourceStatus(_Resource):
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready: the account answers. Synced: the last sync cycle completed.",
+        description="Ready: the account answers. Synced: the last sync cycle completed."
+        " Reconciling: True while a failed cycle will be retried (kstatus: InProgress)."
+        " Stalled: True when syncing needs a human: rejected credentials, a refused spec or"
+        " endpoint (kstatus: Failed).",
     )
     models: ModelCounts | None = None
     last_sync_time: str | None = Field(
@@ -311,8 +314,15 @@ class EGPModelStatus(_Resource):
         alias="lastSyncTime",
         description="When this status was last compared with EGP (RFC 3339).",
     )
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        description="The metadata.generation this status was written for.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready: True only while the upstream status is ready (reason: the phase)."
-        " Synced: the last sync cycle saw this model.",
+        " Synced: the last sync cycle saw this model. Reconciling: True while EGP is still"
+        " deploying it (kstatus: InProgress). Stalled: True when it failed, timed out or"
+        " vanished upstream (kstatus: Failed).",
     )

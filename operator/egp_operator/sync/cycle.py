@@ -73,6 +73,7 @@ def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
         status=dict(obj.get("status") or {}),
         creation_timestamp=str(meta.get("creationTimestamp", "")),
         uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 1),
     )
 
 

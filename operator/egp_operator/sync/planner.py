@@ -42,6 +42,8 @@ class MirroredModel:
     status: Mapping[str, Any]
     creation_timestamp: str = ""
     uid: str = ""
+    #: metadata.generation: 1 for a new object, and it stays 1 (the spec is immutable).
+    generation: int = 1
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,12 @@ def plan(
             result.refused.append(model_id)
             continue
         current = existing.get(model_id)
-        status = observed_status(model, now=stamp, previous=current.status if current else {})
+        status = observed_status(
+            model,
+            now=stamp,
+            previous=current.status if current else {},
+            generation=current.generation if current else 1,
+        )
         labels = model_labels(
             source=policy.name,
             model_id=model_id,
@@ -137,7 +144,7 @@ def plan(
     for model_id, current in existing.items():
         if model_id in upstream:
             continue
-        status = missing_status(current.status, now=stamp)
+        status = missing_status(current.status, now=stamp, generation=current.generation)
         if policy.deletion_policy == "Delete" and _grace_over(status, policy, now):
             result.deletes.append(
                 Delete(current.name, model_id, "missing upstream past its grace period")

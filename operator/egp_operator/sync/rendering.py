@@ -42,6 +42,21 @@ _KNOWN_UPSTREAM_FIELDS: Final = frozenset({"object"})
 READY: Final = "Ready"
 SYNCED: Final = "Synced"
 TRUNCATED: Final = "Truncated"
+#: kstatus' conditions (Flux, kpt, the cli-utils applier): Reconciling=True reads as
+#: InProgress, Stalled=True as Failed; both are written, False when they do not hold.
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+
+#: What each phase means to kstatus: still moving (Reconciling), or needs a human (Stalled).
+#: Unknown is a status this version does not know yet: not a failure, so still moving.
+PROGRESS_BY_PHASE: Final[Mapping[Phase, str | None]] = {
+    "Ready": None,
+    "Deploying": RECONCILING,
+    "Unknown": RECONCILING,
+    "Failed": STALLED,
+    "DeploymentTimeout": STALLED,
+    "Missing": STALLED,
+}
 
 
 def phase_of(upstream_status: str | None) -> Phase:
@@ -95,8 +110,31 @@ def _word(value: str | None) -> str | None:
     return cut(value, MAX_WORD_LENGTH)
 
 
+def progress_conditions(
+    progress: str | None,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    previous: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Reconciling and Stalled, the one named by `progress` True with the message, the
+    other False; both with the same reason, as Ready has."""
+    return [
+        condition(
+            kind,
+            progress == kind,
+            reason,
+            message if progress == kind else "",
+            now=now,
+            previous=previous,
+        )
+        for kind in (RECONCILING, STALLED)
+    ]
+
+
 def observed_status(
-    model: InferenceModel, *, now: str, previous: Mapping[str, Any]
+    model: InferenceModel, *, now: str, previous: Mapping[str, Any], generation: int = 1
 ) -> dict[str, Any]:
     """The full status for a model present in a complete listing."""
     phase = phase_of(model.status)
@@ -125,12 +163,14 @@ def observed_status(
     }
     status = {key: value for key, value in status.items() if value is not None}
     previous_conditions = previous.get("conditions") or []
+    ready_message = _ready_message(model, phase)
+    status["observedGeneration"] = generation
     status["conditions"] = [
         condition(
             READY,
             phase == "Ready",
             phase,
-            _ready_message(model, phase),
+            ready_message,
             now=now,
             previous=previous_conditions,
         ),
@@ -141,6 +181,9 @@ def observed_status(
             "Seen in the last complete listing",
             now=now,
             previous=previous_conditions,
+        ),
+        *progress_conditions(
+            PROGRESS_BY_PHASE[phase], phase, ready_message, now=now, previous=previous_conditions
         ),
     ]
     if _unchanged(status, previous):
@@ -161,16 +204,20 @@ def _unchanged(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
         return False
 
 
-def missing_status(previous: Mapping[str, Any], *, now: str) -> dict[str, Any]:
+def missing_status(previous: Mapping[str, Any], *, now: str, generation: int = 1) -> dict[str, Any]:
     """The last known status, marked `Missing`: what the model was is kept for the user."""
     status = {k: v for k, v in previous.items() if k not in ("conditions", "phase")}
     status["phase"] = "Missing"
     status["missingSince"] = previous.get("missingSince") or now
     previous_conditions = previous.get("conditions") or []
     message = "The model is no longer listed by EGP"
+    status["observedGeneration"] = generation
     status["conditions"] = [
         condition(READY, False, "Missing", message, now=now, previous=previous_conditions),
         condition(SYNCED, False, "Missing", message, now=now, previous=previous_conditions),
+        *progress_conditions(
+            PROGRESS_BY_PHASE["Missing"], "Missing", message, now=now, previous=previous_conditions
+        ),
         *[c for c in previous_conditions if c.get("type") == TRUNCATED],
     ]
     return status

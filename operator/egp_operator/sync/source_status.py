@@ -10,12 +10,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut, storable_text
+from egp_operator.egp.errors import (
+    AuthenticationError,
+    EndpointRefusedError,
+    MalformedResponseError,
+    PermissionDeniedError,
+    ResponseTooLargeError,
+    TooManyModelsError,
+    ValidationError,
+)
 from egp_operator.resources.models import Phase
 from egp_operator.sync.planner import timestamp
-from egp_operator.sync.rendering import READY, SYNCED, condition
+from egp_operator.sync.rendering import (
+    READY,
+    RECONCILING,
+    STALLED,
+    SYNCED,
+    condition,
+    progress_conditions,
+)
 
 _TIMES = ("lastSyncTime", "lastSuccessfulSyncTime")
 
@@ -54,8 +70,11 @@ def source_status(
         previous=conditions,
     )
     synced = condition(SYNCED, outcome.ok, outcome.reason, message, now=stamp, previous=conditions)
+    progress = progress_conditions(
+        progress_of(outcome), outcome.reason, message, now=stamp, previous=conditions
+    )
     status: dict[str, Any] = {
-        "conditions": [ready, synced],
+        "conditions": [ready, synced, *progress],
         "models": _counts(outcome.phase_counts) if outcome.phase_counts else previous.get("models"),
         "observedGeneration": generation,
         "lastSyncTime": stamp,
@@ -68,6 +87,35 @@ def source_status(
     ):
         return None
     return status
+
+
+#: Outcomes that no retry will change: a human must fix the credentials, the spec, the
+#: endpoint or a setting. kstatus reads them as Failed; every other failure is retried, and
+#: reads as InProgress (Reconciling) while it is.
+STALLED_REASONS: Final = frozenset(
+    {
+        AuthenticationError.reason,
+        PermissionDeniedError.reason,
+        ValidationError.reason,
+        EndpointRefusedError.reason,
+        MalformedResponseError.reason,
+        ResponseTooLargeError.reason,
+        TooManyModelsError.reason,
+        "SecretNotFound",
+        "SecretUnreadable",
+        "SecretKeyNotFound",
+        "SecretKeyInvalid",
+        "InvalidSpec",
+    }
+)
+
+
+def progress_of(outcome: CycleOutcome) -> str | None:
+    """Which of kstatus' conditions a cycle's outcome sets: none for a complete or suspended
+    sync, Stalled when a human is needed, Reconciling while a retry may heal it."""
+    if outcome.ok or outcome.reason == "Suspended":
+        return None
+    return STALLED if outcome.reason in STALLED_REASONS else RECONCILING
 
 
 def _counts(phase_counts: Mapping[Phase, int]) -> dict[str, int]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from egp_operator.bounds import (
     MAX_JSON_DEPTH,
     MAX_MESSAGE_LENGTH,
@@ -14,7 +16,7 @@ from egp_operator.bounds import (
     MAX_WORD_LENGTH,
 )
 from egp_operator.egp import InferenceModel
-from egp_operator.sync.rendering import observed_status
+from egp_operator.sync.rendering import missing_status, observed_status
 
 NOW = "2026-11-29T12:00:00Z"
 
@@ -90,3 +92,44 @@ def test_thousands_of_unknown_fields_are_left_out_when_the_status_would_not_fit(
 
     assert "extraFields" in status["truncatedFields"]
     assert size(status) <= MAX_STATUS_BYTES
+
+
+@pytest.mark.parametrize(
+    ("upstream", "reconciling", "stalled"),
+    [
+        ("ready", "False", "False"),
+        ("deploying", "True", "False"),
+        ("failed", "False", "True"),
+        ("deployment_timeout", "False", "True"),
+        ("paused", "True", "False"),  # a status this version does not know: not a failure
+    ],
+)
+def test_each_phase_sets_the_conditions_kstatus_reads(
+    upstream: str, reconciling: str, stalled: str
+) -> None:
+    status = observed_status(
+        model(status=upstream, status_reason="Container exited with code 137"),
+        now=NOW,
+        previous={},
+    )
+
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Reconciling"]["status"], conditions["Stalled"]["status"]) == (
+        reconciling,
+        stalled,
+    )
+    holding = [c for c in conditions.values() if c["type"] in ("Reconciling", "Stalled")]
+    for held in holding:
+        assert held["reason"] == status["phase"]
+        if held["status"] == "True":
+            assert held["message"] == "Container exited with code 137"
+    assert status["observedGeneration"] == 1
+
+
+def test_a_model_gone_upstream_is_stalled() -> None:
+    present = observed_status(model(), now=NOW, previous={})
+
+    status = missing_status(present, now=NOW)
+
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert (conditions["Reconciling"], conditions["Stalled"]) == ("False", "True")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from egp_operator.sync.source_status import CycleOutcome, source_status
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -23,6 +25,8 @@ def test_a_good_cycle_is_ready_and_synced_with_counts() -> None:
     assert conditions(status) == {
         "Ready": ("True", "AccountReachable"),
         "Synced": ("True", "Synced"),
+        "Reconciling": ("False", "Synced"),
+        "Stalled": ("False", "Synced"),
     }
     assert status["models"] == {
         "total": 2,
@@ -65,6 +69,8 @@ def test_an_auth_failure_keeps_counts_and_last_success_and_says_why() -> None:
     assert conditions(status) == {
         "Ready": ("False", "AuthenticationFailed"),
         "Synced": ("False", "AuthenticationFailed"),
+        "Reconciling": ("False", "AuthenticationFailed"),
+        "Stalled": ("True", "AuthenticationFailed"),  # a human must fix the key: kstatus Failed
     }
     assert status["models"] == good["models"]
     assert status["lastSuccessfulSyncTime"] == "2026-11-28T12:00:00Z"
@@ -80,6 +86,8 @@ def test_an_incomplete_listing_means_the_account_answered_but_nothing_synced() -
     assert conditions(status) == {
         "Ready": ("True", "AccountReachable"),
         "Synced": ("False", "IncompleteListing"),
+        "Reconciling": ("True", "IncompleteListing"),  # retried: kstatus InProgress
+        "Stalled": ("False", "IncompleteListing"),
     }
 
 
@@ -94,3 +102,29 @@ def test_the_handled_sync_request_is_echoed_and_kept_until_the_next() -> None:
 
     assert later is not None
     assert later["lastHandledSyncRequest"] == "req-1"
+
+
+@pytest.mark.parametrize(
+    ("reason", "progress"),
+    [
+        ("SecretNotFound", "Stalled"),
+        ("InvalidSpec", "Stalled"),
+        ("EndpointRefused", "Stalled"),
+        ("PermissionDenied", "Stalled"),
+        ("TransportError", "Reconciling"),
+        ("RateLimited", "Reconciling"),
+        ("WriteFailed", "Reconciling"),
+        ("InternalError", "Reconciling"),
+        ("Suspended", None),
+    ],
+)
+def test_a_failure_that_needs_a_human_is_stalled_and_a_retried_one_reconciling(
+    reason: str, progress: str | None
+) -> None:
+    outcome = CycleOutcome(False, reason, "why", False)
+
+    status = source_status({}, outcome, generation=1, now=T0, heartbeat=HEARTBEAT)
+
+    assert status is not None
+    held = {c["type"] for c in status["conditions"] if c["status"] == "True"}
+    assert held & {"Reconciling", "Stalled"} == ({progress} if progress else set())
