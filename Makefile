@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench kube-bins cluster-up cluster-down demo demo-down crds clean
+.PHONY: help venv lint format test test-fast bench kube-bins kstatus-bin cluster-up cluster-down demo demo-down crds clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
@@ -38,11 +38,17 @@ format: venv
 kube-bins:
 	bash tools/kube/build.sh
 
+# The kstatus library (Flux, kpt, the cli-utils applier) as a small CLI, built the same way;
+# the e2e tests ask it what GitOps tools conclude about our objects.
+kstatus-bin:
+	bash tools/kstatus/build.sh
+
 test-fast: venv
 	$(BIN)/pytest tests/unit tests/integration
 
-test: lint kube-bins
-	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" $(BIN)/pytest
+test: lint kube-bins kstatus-bin
+	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
+		EGP_KSTATUS_BIN_DIR="$$(bash tools/kstatus/build.sh | tail -n 1)" $(BIN)/pytest
 
 cluster-up: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \

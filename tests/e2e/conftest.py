@@ -6,6 +6,8 @@ each test works in its own namespace so tests do not see each other's objects.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,25 @@ def kube_bin_dir() -> Path:
         return find_bin_dir(build=False)
     except ClusterError as err:
         pytest.fail(f"{err}; build them with `make kube-bins`")
+
+
+@pytest.fixture(scope="session")
+def kstatus() -> Path:
+    """The kstatus CLI (tools/kstatus), which `make test` builds; missing, the tests that
+    need it fail rather than skip."""
+    found = os.environ.get("EGP_KSTATUS_BIN_DIR")
+    if not found:
+        checked = subprocess.run(
+            ["bash", str(E2E_DIR.parents[1] / "tools" / "kstatus" / "build.sh"), "--check"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        found = checked.stdout.strip().splitlines()[-1] if checked.returncode == 0 else ""
+    binary = Path(found) / "kstatus" if found else None
+    if binary is None or not os.access(binary, os.X_OK):
+        pytest.fail("the kstatus CLI is not built: `make kstatus-bin` (make test does it)")
+    return binary
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ from egp_operator.settings import Settings
 from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
 from egp_operator.sync.naming import SOURCE_LABEL, label_value
 from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
-from egp_operator.sync.source_status import CycleOutcome, source_status
+from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
 from egp_operator.wakeups import sync_request
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,12 @@ class SourceSyncer:
         started = time.monotonic()
         meta = source["metadata"]
         identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
+        previous = source.get("status") or {}
+        generation = meta.get("generation")
+        if not dry_run and previous.get("observedGeneration") != generation:
+            await self._patch_status(
+                identity, progressing_status(previous, generation=generation, now=self.clock())
+            )
         try:
             report = await self._validated_cycle(identity, source, mirrored, dry_run=dry_run)
         except Exception as error:  # a bug: said in the status, the metrics and the log
@@ -309,6 +315,9 @@ class SourceSyncer:
         )
         if status is None:
             return False
+        return await self._patch_status(source, status)
+
+    async def _patch_status(self, source: SourceIdentity, status: Mapping[str, Any]) -> bool:
         path = custom_path(GROUP, VERSION, source.namespace, SOURCE_PLURAL, source.name)
         try:
             await self.kube.merge_patch(f"{path}/status", {"status": status})

@@ -89,6 +89,27 @@ def source_status(
     return status
 
 
+def progressing_status(
+    previous: Mapping[str, Any], *, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    """What a source says while a cycle for a generation it has not synced yet runs (a new
+    source, a changed spec): Reconciling=True for that generation, so that kstatus reads it
+    as InProgress, not as the Current an empty status would be. Ready and Synced are kept."""
+    stamp = timestamp(now)
+    conditions: list[Mapping[str, Any]] = previous.get("conditions") or []
+    kept = [c for c in conditions if c.get("type") not in (RECONCILING, STALLED)]
+    message = f"Syncing generation {generation}"
+    return {
+        "observedGeneration": generation,
+        "conditions": [
+            *kept,
+            *progress_conditions(
+                RECONCILING, "Progressing", message, now=stamp, previous=conditions
+            ),
+        ],
+    }
+
+
 #: Outcomes that no retry will change: a human must fix the credentials, the spec, the
 #: endpoint or a setting. kstatus reads them as Failed; every other failure is retried, and
 #: reads as InProgress (Reconciling) while it is.
