@@ -152,7 +152,7 @@ class Stream:
             await reply.write(chunk)
             sent += len(self.chunk)
             if self.interval:
-                await asyncio.sleep(self.interval)
+                await asyncio.sleep(self.interval)  # the trickle; the deadline ends it
 
     def _framed(self, data: bytes) -> bytes:
         return b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data
@@ -171,7 +171,7 @@ class TrickleHead:
         await reply.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
         for _ in range(self.total):
             await reply.write(b"a")
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.interval)  # the trickle; the deadline ends it
 
 
 NOT_FOUND: Final = Respond(404, b'{"detail":"Not Found"}')

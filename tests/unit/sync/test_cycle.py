@@ -114,7 +114,7 @@ async def test_a_cycle_that_outlives_its_deadline_ends_with_a_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def endless(self: EGPClient, **_: Any) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # a listing that never ends: only the cycle deadline does
 
     monkeypatch.setattr(EGPClient, "list_models", endless)
     kube = FakeKube({SECRET_PATH: secret(KEY)})
