@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench kube-bins kstatus-bin cluster-up cluster-down demo demo-down crds clean
+.PHONY: help venv lint format test test-fast bench kube-bins kstatus-bin prometheus-bins cluster-up cluster-down demo demo-down crds clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
@@ -43,12 +43,18 @@ kube-bins:
 kstatus-bin:
 	bash tools/kstatus/build.sh
 
+# Debian's Prometheus (promtool and prometheus), unpacked into the cache: the shipped alert
+# rules are tested with the real rule engine.
+prometheus-bins:
+	bash tools/prometheus/install.sh
+
 test-fast: venv
 	$(BIN)/pytest tests/unit tests/integration
 
-test: lint kube-bins kstatus-bin
+test: lint kube-bins kstatus-bin prometheus-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
-		EGP_KSTATUS_BIN_DIR="$$(bash tools/kstatus/build.sh | tail -n 1)" $(BIN)/pytest
+		EGP_KSTATUS_BIN_DIR="$$(bash tools/kstatus/build.sh | tail -n 1)" \
+		EGP_PROMETHEUS_BIN_DIR="$$(bash tools/prometheus/install.sh | tail -n 1)" $(BIN)/pytest
 
 cluster-up: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \

@@ -6,6 +6,7 @@ Alerting rules in deploy/monitoring/ may use only these names; a test checks tha
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Mapping
 from typing import Final
 
@@ -49,13 +50,27 @@ MODELS = Gauge(
     "Mirrored models by phase and vendor, as of the last complete listing.",
     ["namespace", "source", "phase", "vendor"],
 )
+REFRESH_INTERVAL = Gauge(
+    f"{PREFIX}_source_refresh_interval_seconds",
+    "The EGPSource's refreshInterval, so alerts judge each source by its own; absent while"
+    " it is suspended.",
+    ["namespace", "source"],
+)
 KUBE_REQUESTS = Counter(
     f"{PREFIX}_kubernetes_requests",
     "Requests to the Kubernetes API made by the sync cycles, by verb.",
     ["verb"],
 )
 
-ALL: Final = (EGP_REQUESTS, SYNC_DURATION, LAST_SUCCESSFUL_SYNC, SYNC_ERRORS, MODELS, KUBE_REQUESTS)
+ALL: Final = (
+    EGP_REQUESTS,
+    SYNC_DURATION,
+    LAST_SUCCESSFUL_SYNC,
+    SYNC_ERRORS,
+    MODELS,
+    REFRESH_INTERVAL,
+    KUBE_REQUESTS,
+)
 
 
 def exported_names() -> set[str]:
@@ -100,9 +115,22 @@ def set_model_counts(namespace: str, source: str, counts: Mapping[tuple[Phase, s
         MODELS.labels(namespace, source, phase, vendor).set(count)
 
 
+def forget_refresh_interval(namespace: str, source: str) -> None:
+    """No sync is due (the source is suspended): nothing to alert on its lateness."""
+    with contextlib.suppress(KeyError):
+        REFRESH_INTERVAL.remove(namespace, source)
+
+
 def forget_source(namespace: str, source: str) -> None:
     """Drop a deleted source's series."""
-    for metric in (MODELS, LAST_SUCCESSFUL_SYNC, SYNC_DURATION, EGP_REQUESTS, SYNC_ERRORS):
+    for metric in (
+        MODELS,
+        LAST_SUCCESSFUL_SYNC,
+        SYNC_DURATION,
+        EGP_REQUESTS,
+        SYNC_ERRORS,
+        REFRESH_INTERVAL,
+    ):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, source):
                 metric.remove(*labels)

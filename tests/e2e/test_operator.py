@@ -355,6 +355,8 @@ def test_metrics_show_models_by_phase_and_vendor_and_egp_requests(
     ok_requests = samples["egp_operator_egp_requests_total", frozenset(source | {("code", "200")})]
     assert ok_requests >= 3  # 40 models in pages of 15
     assert samples["egp_operator_last_successful_sync_timestamp_seconds", frozenset(source)] > 0
+    # start_source's refreshInterval, for the alerts to judge the source by.
+    assert samples["egp_operator_source_refresh_interval_seconds", frozenset(source)] == 10
     writes = sum(
         value
         for (name, labels), value in samples.items()

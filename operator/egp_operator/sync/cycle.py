@@ -61,6 +61,8 @@ class CycleReport:
     egp_requests: int = 0
     egp_answers: Counter[str] = field(default_factory=Counter)
     status_written: bool = False
+    #: The source's refreshInterval, once its spec validated: what the alerts judge it by.
+    refresh_seconds: float | None = None
 
 
 def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
@@ -161,13 +163,15 @@ class SourceSyncer:
         deadline = self.settings.cycle_deadline_seconds
         try:
             async with asyncio.timeout(deadline):
-                return await self._mirror(identity, spec, list(mirrored), dry_run=dry_run)
+                report = await self._mirror(identity, spec, list(mirrored), dry_run=dry_run)
         except TimeoutError:
             message = (
                 f"The sync cycle did not end within {deadline:g}s"
                 " (EGP_OPERATOR_CYCLE_DEADLINE_SECONDS); nothing was pruned"
             )
-            return CycleReport(CycleOutcome(False, "DeadlineExceeded", message, False))
+            report = CycleReport(CycleOutcome(False, "DeadlineExceeded", message, False))
+        report.refresh_seconds = spec.refresh.total_seconds()
+        return report
 
     async def mark_suspended(self, source: Mapping[str, Any]) -> None:
         """Say in the status that the source is suspended; EGP is not called."""
@@ -183,6 +187,7 @@ class SourceSyncer:
             ready.get("status") == "True",
         )
         await self._write_status(identity, previous, meta.get("generation"), outcome)
+        metrics.forget_refresh_interval(identity.namespace, identity.name)  # no sync is due
 
     async def _mirror(
         self,
@@ -333,6 +338,8 @@ def _record_metrics(source: SourceIdentity, report: CycleReport, started: float)
     metrics.record_egp_answers(*labels, report.egp_answers)
     if report.plan is not None:
         metrics.set_model_counts(*labels, report.plan.model_counts)
+    if report.refresh_seconds is not None:
+        metrics.REFRESH_INTERVAL.labels(*labels).set(report.refresh_seconds)
     if report.outcome.ok:
         metrics.LAST_SUCCESSFUL_SYNC.labels(*labels).set_to_current_time()
     else:
