@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench kube-bins kstatus-bin prometheus-bins cluster-up cluster-down demo demo-down crds clean
+.PHONY: help venv lint format test test-fast bench kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
@@ -38,10 +38,11 @@ format: venv
 kube-bins:
 	bash tools/kube/build.sh
 
-# The kstatus library (Flux, kpt, the cli-utils applier) as a small CLI, built the same way;
-# the e2e tests ask it what GitOps tools conclude about our objects.
-kstatus-bin:
+# Small Go CLIs around the real libraries our users' tools judge objects with: kstatus (Flux,
+# kpt, the cli-utils applier) and Argo CD's Lua runtime; built like the control plane.
+go-tools:
 	bash tools/kstatus/build.sh
+	bash tools/argocd-health/build.sh
 
 # Debian's Prometheus (promtool and prometheus), unpacked into the cache: the shipped alert
 # rules are tested with the real rule engine.
@@ -51,9 +52,8 @@ prometheus-bins:
 test-fast: venv
 	$(BIN)/pytest tests/unit tests/integration
 
-test: lint kube-bins kstatus-bin prometheus-bins
+test: lint kube-bins go-tools prometheus-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
-		EGP_KSTATUS_BIN_DIR="$$(bash tools/kstatus/build.sh | tail -n 1)" \
 		EGP_PROMETHEUS_BIN_DIR="$$(bash tools/prometheus/install.sh | tail -n 1)" $(BIN)/pytest
 
 cluster-up: venv kube-bins

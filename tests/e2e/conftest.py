@@ -44,23 +44,32 @@ def kube_bin_dir() -> Path:
         pytest.fail(f"{err}; build them with `make kube-bins`")
 
 
+def _go_tool(name: str) -> Path:
+    """A CLI of tools/ (`make go-tools` builds them, `make test` too); missing, the tests
+    that need it fail rather than skip."""
+    checked = subprocess.run(
+        ["bash", str(E2E_DIR.parents[1] / "tools" / name / "build.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = checked.stdout.strip().splitlines()[-1] if checked.returncode == 0 else ""
+    binary = Path(found) / name if found else None
+    if binary is None or not os.access(binary, os.X_OK):
+        pytest.fail(f"{name} is not built: `make go-tools` (make test does it)")
+    return binary
+
+
 @pytest.fixture(scope="session")
 def kstatus() -> Path:
-    """The kstatus CLI (tools/kstatus), which `make test` builds; missing, the tests that
-    need it fail rather than skip."""
-    found = os.environ.get("EGP_KSTATUS_BIN_DIR")
-    if not found:
-        checked = subprocess.run(
-            ["bash", str(E2E_DIR.parents[1] / "tools" / "kstatus" / "build.sh"), "--check"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        found = checked.stdout.strip().splitlines()[-1] if checked.returncode == 0 else ""
-    binary = Path(found) / "kstatus" if found else None
-    if binary is None or not os.access(binary, os.X_OK):
-        pytest.fail("the kstatus CLI is not built: `make kstatus-bin` (make test does it)")
-    return binary
+    """The kstatus library (Flux, kpt, the cli-utils applier) as a CLI."""
+    return _go_tool("kstatus")
+
+
+@pytest.fixture(scope="session")
+def argocd_health() -> Path:
+    """Argo CD's health-script runtime (gopher-lua) as a CLI."""
+    return _go_tool("argocd-health")
 
 
 @pytest.fixture(scope="session")
