@@ -350,9 +350,7 @@ class EGPClient:
         except httpx.TransportError as error:
             self.status_counts["transport_error"] += 1
             raise _retryable(
-                TransportError(
-                    self._message(f"could not reach EGP: {type(error).__name__}: {error}")
-                )
+                TransportError(f"could not reach EGP: {type(error).__name__}: {error}")
             ) from None
         if response.is_success:
             return self._decode(response, body)
@@ -413,7 +411,8 @@ class EGPClient:
             detail_text = detail if isinstance(detail, str) else _json_excerpt(detail)
         detail_excerpt = cut(self._scrub(detail_text), _MAX_BODY_IN_MESSAGE)
         path = response.request.url.path.lstrip("/")
-        message = self._message(f"EGP answered {status} to GET /{path}: {detail_excerpt}")
+        # Scrubbed before the cut above; the whole message is scrubbed again by `_redacted`.
+        message = f"EGP answered {status} to GET /{path}: {detail_excerpt}"
         error: RequestError
         if status == 401:
             error = AuthenticationError(message, status_code=status)
