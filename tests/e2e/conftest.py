@@ -73,6 +73,27 @@ def argocd_health() -> Path:
 
 
 @pytest.fixture(scope="session")
+def prometheus_bin_dir() -> Path:
+    """Debian's `prometheus` and `promtool`, unpacked by `make prometheus-bins` (make test
+    does it); missing, the tests that need them fail rather than skip."""
+    found = os.environ.get("EGP_PROMETHEUS_BIN_DIR")
+    if not found:
+        checked = subprocess.run(
+            ["bash", str(E2E_DIR.parents[1] / "tools" / "prometheus" / "install.sh"), "--check"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        found = checked.stdout.strip().splitlines()[-1] if checked.returncode == 0 else ""
+    bin_dir = Path(found) if found else None
+    if bin_dir is None or not all(
+        os.access(bin_dir / tool, os.X_OK) for tool in ("prometheus", "promtool")
+    ):
+        pytest.fail("Prometheus is not installed: `make prometheus-bins` (make test does it)")
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
 def control_plane(
     kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalControlPlane]:

@@ -5,7 +5,6 @@ on the fault it is for, and stays silent on a healthy mirror, for every source's
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,8 @@ SEVERITY = {
 
 
 @pytest.fixture(scope="module")
-def promtool() -> Path:
-    found = os.environ.get("EGP_PROMETHEUS_BIN_DIR")
-    if not found:
-        checked = subprocess.run(
-            ["bash", str(REPO / "tools" / "prometheus" / "install.sh"), "--check"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        found = checked.stdout.strip().splitlines()[-1] if checked.returncode == 0 else ""
-    binary = Path(found) / "promtool" if found else None
-    if binary is None or not os.access(binary, os.X_OK):
-        pytest.fail("promtool is not installed: `make prometheus-bins` (make test does it)")
-    return binary
+def promtool(prometheus_bin_dir: Path) -> Path:
+    return prometheus_bin_dir / "promtool"
 
 
 def series(name: str, values: str, **labels: str) -> dict[str, str]:

@@ -1,0 +1,207 @@
+"""A real Prometheus (Debian's package) scraping the running operator and evaluating the shipped
+rules: every alert fires on the real fault it is for, with the source's own labels, and none
+fires for a healthy source, including one that refreshes every 10 minutes.
+
+Time is compressed in the test copy of the rules only: every `for:` becomes a few seconds, and
+the three-minute floor of EGPSourceNotSynced becomes 20 s, below three of the shortest interval
+(30 s), so that each source is judged by its own interval within a test's patience. The
+promtool tests (test_alert_rules.py) check the production durations.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from egp_operator.testing.cluster import LocalControlPlane
+from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
+from egp_operator.testing.processes import OperatorProcess, free_port
+from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, start_source
+from tests.e2e.polling import eventually
+
+RULES = Path(__file__).parents[2] / "deploy" / "monitoring" / "prometheusrule.yaml"
+PRODUCTION_FLOOR = "180"  # EGPSourceNotSynced: never less than three minutes in production
+COMPRESSED_FLOOR = "20"
+COMPRESSED_FOR = "3s"
+SLOW_UPSTREAM = 11.0  # seconds each answer of the slow EGP takes: more than a 10 s interval
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: LocalControlPlane, peering: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One replica as in production, whose failing sources retry every 5 s at most (so that
+    error rates show within seconds) and whose EGP timeout outlasts the slow upstream."""
+    replica = OperatorProcess(
+        control_plane.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        egp_timeout_seconds=str(SLOW_UPSTREAM + 10),
+        egp_max_retries="1",
+        error_backoff_max_seconds="5",
+    )
+    try:
+        eventually(
+            lambda: "Resuming operations" in replica.log() or "cycle of" in replica.log(),
+            timeout=60,
+            what="the operator to start",
+        )
+        yield replica
+    finally:
+        replica.stop()
+        print(replica.log()[-5000:])
+
+
+def compressed_rules() -> dict[str, Any]:
+    """The shipped rule groups, with `for:` and the not-synced floor shortened."""
+    groups = yaml.safe_load(RULES.read_text())["spec"]["groups"]
+    floors = 0
+    for group in groups:
+        for rule in group["rules"]:
+            rule["for"] = COMPRESSED_FOR
+            if rule["alert"] == "EGPSourceNotSynced":
+                floors = rule["expr"].count(f", {PRODUCTION_FLOOR})")
+                rule["expr"] = rule["expr"].replace(
+                    f", {PRODUCTION_FLOOR})", f", {COMPRESSED_FLOOR})"
+                )
+    assert floors == 1, "EGPSourceNotSynced's floor moved: update the test's time compression"
+    return {"groups": groups}
+
+
+@pytest.fixture
+def prometheus(
+    prometheus_bin_dir: Path, operator: OperatorProcess, tmp_path: Path
+) -> Iterator[str]:
+    """A Prometheus scraping the operator every second, as the shipped ServiceMonitor does
+    (honor_labels, under the operator's own namespace); yields its base URL."""
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(compressed_rules()))
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules.yaml"],
+        "scrape_configs": [
+            {
+                "job_name": "egp-operator",
+                "honor_labels": True,
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{operator.metrics_port}"],
+                        "labels": {"namespace": "egp-operator-system"},
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    with (tmp_path / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(prometheus_bin_dir / "prometheus"),
+                f"--config.file={tmp_path / 'prometheus.yaml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
+            try:
+                return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(ready, timeout=30, what="Prometheus to be ready")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ready_models(count: int, seed: int) -> list[dict[str, Any]]:
+    return [model | {"status": "ready"} for model in generate_models(count, seed=seed)]
+
+
+def firing(prometheus: str, namespace: str) -> set[tuple[str, ...]]:
+    """(alert, source, and the alert's own distinguishing label) of each alert firing for
+    sources of `namespace`."""
+    alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return {
+        (
+            alert["labels"]["alertname"],
+            alert["labels"]["source"],
+            *(
+                f"{key}={alert['labels'][key]}"
+                for key in ("phase", "reason", "code")
+                if key in alert["labels"]
+            ),
+        )
+        for alert in alerts
+        if alert["state"] == "firing" and alert["labels"].get("namespace") == namespace
+    }
+
+
+def test_each_alert_fires_on_its_fault_and_none_on_healthy_sources(
+    prometheus: str, mirror: Mirror, namespace: str
+) -> None:
+    with (
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as healthy,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as unhealthy_models,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as outage,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as slow,
+    ):
+        healthy.add_models(ready_models(3, seed=81))
+        models = ready_models(3, seed=82)
+        models[1]["status"], models[2]["status"] = "failed", "deploying"
+        unhealthy_models.add_models(models)
+        outage.add_models(ready_models(2, seed=83))
+        slow.add_models(ready_models(1, seed=84))
+        slow.inject(Fault(endpoint="any", delay=SLOW_UPSTREAM))
+
+        start_source(mirror, healthy, "steady")
+        start_source(mirror, healthy, "hourly", refreshInterval="10m")
+        start_source(mirror, unhealthy_models, "failing-models")
+        start_source(mirror, outage, "outage")
+        mirror.create_secret("revoked-credentials", "sk-revoked-000000")
+        mirror.create_source("revoked", healthy.url, accountID=EGP_ACCOUNT)
+        start_source(mirror, slow, "sluggish")
+        eventually(
+            lambda: len(mirror.models()) == 3 + 3 + 3 + 2 + 1,  # "steady" and "hourly" both
+            timeout=60,
+            what="every source but the revoked one mirrored",
+        )
+        outage.inject(Fault(endpoint="any", status=503))
+
+        expected = {
+            ("EGPModelFailed", "failing-models", "phase=Failed"),
+            ("EGPModelStuckDeploying", "failing-models"),
+            ("EGPSourceCredentialsRejected", "revoked", "reason=AuthenticationFailed"),
+            ("EGPSourceNeverSynced", "revoked"),
+            ("EGPSyncErrors", "revoked", "reason=AuthenticationFailed"),
+            ("EGPSourceNotSynced", "outage"),
+            ("EGPSyncErrors", "outage", "reason=ServerError"),
+            ("EGPAPIErrors", "outage", "code=503"),
+            ("EGPSyncSlow", "sluggish"),
+        }
+        # The healthy sources ("steady", and "hourly", whose last sync is older than three
+        # of "steady"'s intervals by now) are judged at the moment the slowest fault fires.
+        seen = eventually(
+            lambda: (alerts := firing(prometheus, namespace)) >= expected and alerts,
+            timeout=150,
+            interval=1,
+            what=f"alerts {sorted(expected)} to fire",
+        )
+        assert seen == expected
