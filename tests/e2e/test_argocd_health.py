@@ -1,6 +1,7 @@
 """What Argo CD says about our objects: the health scripts of deploy/monitoring/argocd-health.yaml
 run under gopher-lua as Argo CD runs them (tools/argocd-health), on real objects of every phase
-from the local control plane."""
+from the local control plane, and on the shapes an object passes through briefly (no status
+yet, a spec not yet observed) that a running operator rarely shows long enough to catch."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import yaml
 from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
 from tests.e2e.harness import EGP_ACCOUNT, ONE_CYCLE, Mirror, start_source, wait_mirrored
 from tests.e2e.polling import eventually
-
-pytestmark = pytest.mark.usefixtures("operator")
 
 HEALTH = Path(__file__).parents[2] / "deploy" / "monitoring" / "argocd-health.yaml"
 REASON = "Container exited with code 137 (OOMKilled)"
@@ -35,6 +34,7 @@ def health(tool: Path, kind: str, objects: list[dict[str, Any]], tmp: Path) -> l
     return verdicts
 
 
+@pytest.mark.usefixtures("operator")
 def test_models_of_every_phase_get_the_documented_health(
     argocd_health: Path, egp: FakeEGPServer, mirror: Mirror, tmp_path: Path
 ) -> None:
@@ -69,6 +69,7 @@ def test_models_of_every_phase_get_the_documented_health(
     assert verdicts[2]["message"] == f"Failed: {REASON}"
 
 
+@pytest.mark.usefixtures("operator")
 def test_sources_get_healthy_degraded_or_suspended(
     argocd_health: Path, egp: FakeEGPServer, mirror: Mirror, tmp_path: Path
 ) -> None:
@@ -90,3 +91,90 @@ def test_sources_get_healthy_degraded_or_suspended(
         )
 
     assert eventually(verdicts, timeout=ONE_CYCLE, what="each source's health")
+
+
+# ---- shapes an object passes through ----------------------------------------------------------
+
+
+def _condition(type_: str, status: str, reason: str, message: str = "") -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def _model(phase: str | None, ready: str = "False") -> dict[str, Any]:
+    if phase is None:
+        return {"metadata": {"name": "m"}, "spec": {"modelID": "x"}}
+    return {
+        "metadata": {"name": "m"},
+        "status": {
+            "phase": phase,
+            "conditions": [
+                _condition("Ready", ready, phase, "EGP reports it"),
+                _condition("Synced", "True", "Synced"),
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (_model("Ready", ready="True"), "Healthy"),
+        (_model("Deploying"), "Progressing"),
+        (_model("Failed"), "Degraded"),
+        (_model("DeploymentTimeout"), "Degraded"),
+        (_model("Missing"), "Degraded"),
+        (_model("Unknown"), "Progressing"),
+        (_model(None), "Progressing"),
+        ({"metadata": {"name": "m"}, "status": {"phase": "Deploying"}}, "Progressing"),
+    ],
+    ids=["ready", "deploying", "failed", "timeout", "missing", "unknown", "new", "no-conditions"],
+)
+def test_shapes_a_model_passes_through_get_their_health(
+    argocd_health: Path, model: dict[str, Any], expected: str, tmp_path: Path
+) -> None:
+    (verdict,) = health(argocd_health, "EGPModel", [model], tmp_path)
+
+    assert verdict["status"] == expected
+    assert verdict["message"]
+
+
+def _source(
+    ready: str | None, synced: str | None, *, reason: str = "Synced", generation: int = 1
+) -> dict[str, Any]:
+    conditions = []
+    if ready is not None:
+        conditions.append(_condition("Ready", ready, "AccountReachable"))
+    if synced is not None:
+        conditions.append(_condition("Synced", synced, reason, "why"))
+    source: dict[str, Any] = {
+        "metadata": {"name": "s", "generation": generation},
+        "spec": {"credentialsSecretRef": {"name": "c"}},
+    }
+    if conditions:
+        source["status"] = {"conditions": conditions, "observedGeneration": 1}
+    return source
+
+
+@pytest.mark.parametrize(
+    ("source", "expected", "says"),
+    [
+        (_source("True", "True"), "Healthy", ""),
+        (_source("False", "False", reason="AuthenticationFailed"), "Degraded", "Ready"),
+        (_source("True", "False", reason="IncompleteListing"), "Degraded", "IncompleteListing"),
+        (_source(None, None), "Progressing", ""),
+        (_source("True", "True", generation=2), "Progressing", "latest spec"),
+        (
+            {**_source("True", "True"), "spec": {"suspend": True}},
+            "Suspended",
+            "suspend",
+        ),
+    ],
+    ids=["synced", "unreachable", "incomplete", "new", "spec-changed", "suspended"],
+)
+def test_shapes_a_source_passes_through_get_their_health(
+    argocd_health: Path, source: dict[str, Any], expected: str, says: str, tmp_path: Path
+) -> None:
+    (verdict,) = health(argocd_health, "EGPSource", [source], tmp_path)
+
+    assert verdict["status"] == expected
+    assert says in verdict["message"]

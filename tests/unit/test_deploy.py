@@ -363,7 +363,7 @@ def test_the_promised_alerts_exist() -> None:
     assert "egp_operator_sync_errors_total" in by_name["EGPSyncErrors"]["expr"]
 
 
-# ---- kube-state-metrics and Argo CD ------------------------------------------------------------
+# ---- kube-state-metrics ------------------------------------------------------------
 
 
 def test_the_kube_state_metrics_config_matches_the_crds() -> None:
@@ -384,97 +384,6 @@ def test_the_kube_state_metrics_config_matches_the_crds() -> None:
         conditions = metrics_of[kind]["status_condition"]["gauge"]
         assert conditions["path"] == ["status", "conditions"]
         assert conditions["valueFrom"] == ["status"]
-
-
-ARGOCD = yaml.safe_load((MONITORING / "argocd-health.yaml").read_text())
-
-
-def _health(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    lupa = pytest.importorskip("lupa", reason="the Argo CD health checks run in Lua (lupa)")
-    script = ARGOCD["data"][f"resource.customizations.health.{GROUP}_{kind}"]
-    lua = lupa.LuaRuntime()
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    return dict(lua.execute(script))
-
-
-def _condition(type_: str, status: str, reason: str, message: str = "") -> dict[str, str]:
-    return {"type": type_, "status": status, "reason": reason, "message": message}
-
-
-def _model(phase: str | None, ready: str = "False") -> dict[str, Any]:
-    if phase is None:
-        return {"metadata": {"name": "m"}, "spec": {"modelID": "x"}}
-    return {
-        "metadata": {"name": "m"},
-        "status": {
-            "phase": phase,
-            "conditions": [
-                _condition("Ready", ready, phase, "EGP reports it"),
-                _condition("Synced", "True", "Synced"),
-            ],
-        },
-    }
-
-
-@pytest.mark.parametrize(
-    ("model", "health"),
-    [
-        (_model("Ready", ready="True"), "Healthy"),
-        (_model("Deploying"), "Progressing"),
-        (_model("Failed"), "Degraded"),
-        (_model("DeploymentTimeout"), "Degraded"),
-        (_model("Missing"), "Degraded"),
-        (_model("Unknown"), "Progressing"),
-        (_model(None), "Progressing"),
-        ({"metadata": {"name": "m"}, "status": {"phase": "Deploying"}}, "Progressing"),
-    ],
-    ids=["ready", "deploying", "failed", "timeout", "missing", "unknown", "new", "no-conditions"],
-)
-def test_argocd_health_of_an_egpmodel(model: dict[str, Any], health: str) -> None:
-    result = _health("EGPModel", model)
-
-    assert result["status"] == health
-    assert result["message"]
-
-
-def _source(
-    ready: str | None, synced: str | None, *, reason: str = "Synced", generation: int = 1
-) -> dict[str, Any]:
-    conditions = []
-    if ready is not None:
-        conditions.append(_condition("Ready", ready, "AccountReachable"))
-    if synced is not None:
-        conditions.append(_condition("Synced", synced, reason, "why"))
-    source: dict[str, Any] = {
-        "metadata": {"name": "s", "generation": generation},
-        "spec": {"credentialsSecretRef": {"name": "c"}},
-    }
-    if conditions:
-        source["status"] = {"conditions": conditions, "observedGeneration": 1}
-    return source
-
-
-@pytest.mark.parametrize(
-    ("source", "health", "says"),
-    [
-        (_source("True", "True"), "Healthy", ""),
-        (_source("False", "False", reason="AuthenticationFailed"), "Degraded", "Ready"),
-        (_source("True", "False", reason="IncompleteListing"), "Degraded", "IncompleteListing"),
-        (_source(None, None), "Progressing", ""),
-        (_source("True", "True", generation=2), "Progressing", "latest spec"),
-        (
-            {**_source("True", "True"), "spec": {"suspend": True}},
-            "Suspended",
-            "suspend",
-        ),
-    ],
-    ids=["synced", "unreachable", "incomplete", "new", "spec-changed", "suspended"],
-)
-def test_argocd_health_of_an_egpsource(source: dict[str, Any], health: str, says: str) -> None:
-    result = _health("EGPSource", source)
-
-    assert result["status"] == health
-    assert says in result["message"]
 
 
 # ---- the image -------------------------------------------------------------------------------
