@@ -1,6 +1,7 @@
 """A real Prometheus (Debian's package) scraping the running operator and evaluating the shipped
 rules: every alert fires on the real fault it is for, with the source's own labels, and none
-fires for a healthy source, including one that refreshes every 10 minutes.
+fires for a healthy source, including one that refreshes every 10 minutes. The same Prometheus
+runs every query of the shipped Grafana dashboard.
 
 Time is compressed in the test copy of the rules only: every `for:` becomes a few seconds, and
 the three-minute floor of EGPSourceNotSynced becomes 20 s, below three of the shortest interval
@@ -24,6 +25,7 @@ from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
 from egp_operator.testing.processes import OperatorProcess, free_port
 from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, start_source
 from tests.e2e.polling import eventually
+from tests.unit.test_deploy import dashboard_queries, dashboard_variables
 
 RULES = Path(__file__).parents[2] / "deploy" / "monitoring" / "prometheusrule.yaml"
 PRODUCTION_FLOOR = "180"  # EGPSourceNotSynced: never less than three minutes in production
@@ -205,3 +207,43 @@ def test_each_alert_fires_on_its_fault_and_none_on_healthy_sources(
             what=f"alerts {sorted(expected)} to fire",
         )
         assert seen == expected
+
+
+def query(prometheus: str, expr: str) -> list[Any]:
+    """The instant result of `expr`; Prometheus refusing it fails the test."""
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+    assert answer.status_code == 200, (expr, answer.text)
+    result: list[Any] = answer.json()["data"]["result"]
+    return result
+
+
+def test_every_dashboard_query_runs_and_finds_the_operators_series(
+    prometheus: str, egp: FakeEGPServer, mirror: Mirror
+) -> None:
+    egp.add_models(generate_models(3, seed=85))
+    start_source(mirror, egp)
+    mirror.create_secret("revoked-credentials", "sk-revoked-000000")
+    mirror.create_source("revoked", egp.url, accountID=EGP_ACCOUNT)
+    # As Grafana sends them with "All" selected, over a short range.
+    queries = [
+        expr.replace("$namespace", ".*").replace("$source", ".*").replace("$__rate_interval", "1m")
+        for expr in dashboard_queries()
+    ]
+    ours = [expr for expr in queries if "kube_egp" not in expr]
+
+    def every_query_finds_series() -> bool:
+        return all(query(prometheus, expr) for expr in ours)
+
+    eventually(every_query_finds_series, timeout=60, interval=1, what="every panel to have data")
+    expected_value = {"namespace": mirror.namespace, "source": "src"}
+    for variable, (selector, label) in dashboard_variables().items():
+        values = httpx.get(
+            f"{prometheus}/api/v1/label/{label}/values",
+            params={"match[]": selector.replace("$namespace", mirror.namespace)},
+            timeout=5,
+        ).json()["data"]
+        assert expected_value[variable] in values, (variable, values)
+    # The per-model panels read kube-state-metrics (tests/e2e/test_kube_state_metrics.py);
+    # here Prometheus must at least accept them.
+    for expr in queries:
+        query(prometheus, expr)

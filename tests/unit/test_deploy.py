@@ -9,6 +9,7 @@ Most checks read the manifests as kustomize would list them (no kubectl needed, 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -43,6 +44,9 @@ def load(root: Path) -> list[dict[str, Any]]:
             documents += load(path)
         else:
             documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for generated in kustomization.get("configMapGenerator", []):
+        metadata = {key: generated[key] for key in ("name", "namespace") if key in generated}
+        documents.append({"kind": "ConfigMap", "metadata": metadata})
     return documents
 
 
@@ -361,6 +365,71 @@ def test_the_promised_alerts_exist() -> None:
     # What they do is tested with promtool (tests/e2e/test_alert_rules.py).
     assert "egp_operator_source_refresh_interval_seconds" in by_name["EGPSourceNotSynced"]["expr"]
     assert "egp_operator_sync_errors_total" in by_name["EGPSyncErrors"]["expr"]
+
+
+# ---- the Grafana dashboard ---------------------------------------------------------------------
+
+DASHBOARD = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+QUERIED = re.compile(r"\b(?:egp_operator|kube_egp[a-z]+)_[a-z_]+")
+
+
+def dashboard_queries() -> list[str]:
+    """The PromQL expression of every panel of the dashboard."""
+    panels = [panel for panel in DASHBOARD["panels"] if panel["type"] != "row"]
+    return [target["expr"] for panel in panels for target in panel["targets"]]
+
+
+LABEL_VALUES = re.compile(r"label_values\((?P<selector>.+), *(?P<label>[a-z_]+)\)")
+
+
+def dashboard_variables() -> dict[str, tuple[str, str]]:
+    """Each query variable's Grafana `label_values(selector, label)`, by variable name."""
+    found = {}
+    for variable in DASHBOARD["templating"]["list"]:
+        if variable["type"] == "query":
+            parsed = LABEL_VALUES.fullmatch(variable["query"]["query"])
+            assert parsed, variable["query"]["query"]
+            found[variable["name"]] = (parsed["selector"], parsed["label"])
+    return found
+
+
+def kube_state_metrics_series() -> set[str]:
+    config = yaml.safe_load((MONITORING / "kube-state-metrics-config.yaml").read_text())
+    return {
+        f"{resource['metricNamePrefix']}_{metric['name']}"
+        for resource in config["spec"]["resources"]
+        for metric in resource["metrics"]
+    }
+
+
+@pytest.mark.parametrize(
+    "query", dashboard_queries() + [selector for selector, _ in dashboard_variables().values()]
+)
+def test_the_dashboard_queries_only_series_we_export(query: str) -> None:
+    used = set(QUERIED.findall(query))
+    ours = metrics.exported_names() | kube_state_metrics_series()
+
+    assert used, f"queries none of our series: {query}"
+    assert used <= ours, used - ours
+
+
+def test_the_dashboard_covers_each_sources_sync_and_each_models_state() -> None:
+    """Sync errors and durations and models by phase per source, per-model state from
+    kube-state-metrics; every panel on the dashboard's data source."""
+    queried = " ".join(dashboard_queries())
+    for series in (
+        "egp_operator_sync_errors_total",
+        "egp_operator_sync_duration_seconds_bucket",
+        "egp_operator_models",
+        "egp_operator_last_successful_sync_timestamp_seconds",
+        "kube_egpmodel_status_condition",
+        "kube_egpmodel_status_phase",
+    ):
+        assert series in queried, series
+    panels = [panel for panel in DASHBOARD["panels"] if panel["type"] != "row"]
+    assert all(panel["datasource"]["uid"] == "${datasource}" for panel in panels)
+    assert len({panel["id"] for panel in DASHBOARD["panels"]}) == len(DASHBOARD["panels"])
+    assert set(dashboard_variables()) == {"namespace", "source"}
 
 
 # ---- kube-state-metrics ------------------------------------------------------------
