@@ -13,8 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
+from egp_operator.resources.crds import UNOBSERVED_STATUS
 from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
-from tests.e2e.harness import EGP_ACCOUNT, ONE_CYCLE, Mirror, start_source, wait_mirrored
+from tests.e2e.harness import (
+    EGP_ACCOUNT,
+    ONE_CYCLE,
+    Mirror,
+    start_source,
+    sync_now,
+    wait_mirrored,
+)
 from tests.e2e.polling import eventually
 
 HEALTH = Path(__file__).parents[2] / "deploy" / "monitoring" / "argocd-health.yaml"
@@ -46,11 +54,7 @@ def test_models_of_every_phase_get_the_documented_health(
     start_source(mirror, egp)
     wait_mirrored(mirror, len(statuses))
     egp.delete_model(upstream[-1]["id"])
-    eventually(
-        lambda: mirror.by_model_id()[upstream[-1]["id"]]["status"]["phase"] == "Missing",
-        timeout=ONE_CYCLE,
-        what="the deleted model to be Missing",
-    )
+    sync_now(mirror)
     mirrored = mirror.by_model_id()
 
     verdicts = health(
@@ -125,9 +129,20 @@ def _model(phase: str | None, ready: str = "False") -> dict[str, Any]:
         (_model("Missing"), "Degraded"),
         (_model("Unknown"), "Progressing"),
         (_model(None), "Progressing"),
+        ({**_model(None), "status": dict(UNOBSERVED_STATUS)}, "Progressing"),
         ({"metadata": {"name": "m"}, "status": {"phase": "Deploying"}}, "Progressing"),
     ],
-    ids=["ready", "deploying", "failed", "timeout", "missing", "unknown", "new", "no-conditions"],
+    ids=[
+        "ready",
+        "deploying",
+        "failed",
+        "timeout",
+        "missing",
+        "unknown",
+        "no-status",
+        "new",  # as the API server shows it before the operator's first write
+        "no-conditions",
+    ],
 )
 def test_shapes_a_model_passes_through_get_their_health(
     argocd_health: Path, model: dict[str, Any], expected: str, tmp_path: Path
@@ -162,6 +177,7 @@ def _source(
         (_source("False", "False", reason="AuthenticationFailed"), "Degraded", "Ready"),
         (_source("True", "False", reason="IncompleteListing"), "Degraded", "IncompleteListing"),
         (_source(None, None), "Progressing", ""),
+        ({**_source(None, None), "status": dict(UNOBSERVED_STATUS)}, "Progressing", ""),
         (_source("True", "True", generation=2), "Progressing", "latest spec"),
         (
             {**_source("True", "True"), "spec": {"suspend": True}},
@@ -169,7 +185,7 @@ def _source(
             "suspend",
         ),
     ],
-    ids=["synced", "unreachable", "incomplete", "new", "spec-changed", "suspended"],
+    ids=["synced", "unreachable", "incomplete", "no-status", "new", "spec-changed", "suspended"],
 )
 def test_shapes_a_source_passes_through_get_their_health(
     argocd_health: Path, source: dict[str, Any], expected: str, says: str, tmp_path: Path

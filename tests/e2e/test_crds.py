@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import subprocess
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from egp_operator.egp.client import DEFAULT_BASE_URL
+from egp_operator.resources.crds import UNOBSERVED_STATUS
 from egp_operator.resources.models import (
     GROUP,
     MODEL_KIND,
@@ -222,7 +225,27 @@ def test_status_sent_with_the_object_itself_is_ignored(custom: Any, namespace: s
 
     created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MODEL_PLURAL, body)
 
-    assert "status" not in created
+    assert created["status"] == UNOBSERVED_STATUS
+
+
+@pytest.mark.parametrize("plural", [SOURCE_PLURAL, MODEL_PLURAL])
+def test_an_object_the_operator_has_not_seen_reads_in_progress_to_kstatus(
+    custom: Any, namespace: str, kstatus: Path, plural: str
+) -> None:
+    """Flux's `wait` right after an apply must not pass before the operator has looked."""
+    if plural == SOURCE_PLURAL:
+        _create_source(custom, namespace, MINIMAL_SOURCE_SPEC)
+        name = "prod"
+    else:
+        _create_model(custom, namespace)
+        name = "gpt-4o-1a2b3c"
+    read = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+
+    verdict = subprocess.run(
+        [str(kstatus)], input=json.dumps(read), capture_output=True, text=True, check=True
+    )
+
+    assert json.loads(verdict.stdout)["status"] == "InProgress"
 
 
 def test_free_form_status_fields_keep_unknown_nested_fields(custom: Any, namespace: str) -> None:

@@ -330,6 +330,14 @@ _MODEL = _Kind(
 _KINDS: Final = (_SOURCE, _MODEL)
 
 
+#: What the API server shows as the status of an object the operator has not written yet. An
+#: object with no status at all reads as Current to kstatus (Flux's `wait`, kpt, the cli-utils
+#: applier), so a freshly applied source would pass a health check before anything checked
+#: it; generation 1 against observedGeneration 0 reads as InProgress. The API server applies
+#: the default when it reads the object, and the operator's first status write replaces it.
+UNOBSERVED_STATUS: Final = {"observedGeneration": 0}
+
+
 def _root_schema(kind: _Kind) -> dict[str, Any]:
     spec = openapi_schema(kind.spec)
     for name, rules in kind.spec_rules.items():
@@ -346,7 +354,7 @@ def _root_schema(kind: _Kind) -> dict[str, Any]:
             "kind": {"type": "string", "description": "The REST resource this object represents."},
             "metadata": {"type": "object"},
             "spec": spec,
-            "status": openapi_schema(kind.status),
+            "status": {**openapi_schema(kind.status), "default": UNOBSERVED_STATUS},
         },
     }
     if spec.get("required"):
