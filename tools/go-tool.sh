@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build one of the small Go CLIs under tools/ (kstatus, argocd-health) with the machine's Go,
-# into a per-version cache folder outside the work tree, so the Python tests can run the real
-# library each wraps. The version of the wrapped module, pinned in the tool's go.mod, names the
-# folder: a new pin builds anew, an unchanged one reuses the binary.
+# Build one of the Go tools under tools/ (kstatus, argocd-health, kube-state-metrics) with the
+# machine's Go, into a per-version cache folder outside the work tree, so the Python tests can run
+# the real library each wraps. The version of the wrapped module, pinned in the tool's go.mod,
+# and a digest of the tool's files name the folder: any change builds anew, none reuses the
+# binary. What is built is the tool folder's own main package, or, when its go.mod has a
+# `tool PACKAGE` line, that package: an upstream command built as it is, with no wrapper of ours.
 #
 # Usage: tools/go-tool.sh TOOL MODULE          build if needed; the last stdout line is the bin dir
 #        tools/go-tool.sh TOOL MODULE --check  print the bin dir, exit 0 if built, else exit 1
@@ -32,7 +34,10 @@ fi
 
 # When EGP_KUBE_CACHE relocates the control plane's cache, follow it: one variable moves all.
 root="${EGP_TOOLS_CACHE:-${EGP_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/egp-operator}}"
-out="$root/$tool/$version"
+# The folder also carries a digest of the tool's own files, so that a change to its main.go or
+# its other pins builds anew too.
+sources="$({ cat go.mod go.sum; cat ./*.go 2>/dev/null || true; } | sha256sum | cut -c1-12)"
+out="$root/$tool/$version-$sources"
 bin="$out/bin"
 
 complete() { [[ -x "$bin/$tool" ]]; }
@@ -57,12 +62,13 @@ if complete; then
 fi
 
 command -v go >/dev/null || { echo "go-tool.sh: 'go' is not on PATH" >&2; exit 2; }
+pkg="$(awk '$1 == "tool" && NF == 2 { print $2; exit }' go.mod)"
 tmp="$(mktemp -d "$out/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 echo "go-tool.sh: building $tool ($module $version) into $bin" >&2
 started=$SECONDS
 CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" \
-  go build -trimpath -ldflags "-s -w" -o "$tmp/$tool" . >&2
+  go build -trimpath -ldflags "-s -w" -o "$tmp/$tool" "${pkg:-.}" >&2
 mv -f "$tmp/$tool" "$bin/$tool"
 echo "go-tool.sh: built in $((SECONDS - started)) s" >&2
 echo "$bin"

@@ -2,7 +2,14 @@
 // the status logic shared by Flux, kpt and the cli-utils applier, on Kubernetes objects, so
 // the Python tests check the operator's conditions against it instead of a re-implementation.
 //
-// Input (stdin): one JSON object, a JSON array of objects, or a Kubernetes List (`items`).
+// Two modes:
+//
+//	kstatus                judge the objects on stdin (status.Compute, what Flux's health checks
+//	                       and `kpt live status` compute)
+//	kstatus wait ...       watch objects in a cluster until all are Current or one is Failed, as
+//	                       the cli-utils applier's wait does (see wait.go)
+//
+// Judging: stdin holds one JSON object, a JSON array of objects, or a Kubernetes List (`items`).
 // Output (stdout): one JSON line per object, in input order:
 //
 //	{"name", "namespace", "kind", "status", "message", "conditions"} or, if Compute fails, "error".
@@ -35,6 +42,14 @@ type line struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "wait" {
+		os.Exit(wait(os.Args[2:]))
+	}
+	judge()
+}
+
+// judge prints kstatus' verdict on each object of stdin.
+func judge() {
 	data, err := io.ReadAll(os.Stdin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kstatus: reading stdin:", err)
