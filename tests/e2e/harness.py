@@ -3,6 +3,7 @@ the real API server, plus helpers to read what it mirrored."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -110,6 +111,20 @@ ONE_CYCLE = INTERVAL * 2 + 10  # an interval with its jitter, plus the cycle its
 def start_source(mirror: Mirror, egp: FakeEGPServer, name: str = "src", **spec: Any) -> None:
     mirror.create_secret(f"{name}-credentials", EGP_KEY)
     mirror.create_source(name, egp.url, accountID=EGP_ACCOUNT, **spec)
+
+
+def sync_now(mirror: Mirror, name: str = "src", timeout: float = ONE_CYCLE) -> dict[str, Any]:
+    """Ask for a sync now, as `kubectl annotate` would, and wait until a cycle has handled it
+    (the status echoes the request): what that cycle did is visible on return. Tests use it
+    instead of waiting out the interval; returns the source."""
+    request = f"e2e-{uuid.uuid4().hex[:12]}"
+    mirror.request_sync(name, request)
+
+    def handled() -> dict[str, Any] | None:
+        source = mirror.source(name)
+        return source if source.get("status", {}).get("lastHandledSyncRequest") == request else None
+
+    return eventually(handled, timeout=timeout, what=f"a cycle of {name} to handle {request}")
 
 
 def wait_mirrored(mirror: Mirror, count: int) -> dict[str, dict[str, Any]]:

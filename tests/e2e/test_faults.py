@@ -28,6 +28,7 @@ from tests.e2e.harness import (
     ready_condition,
     scrape,
     start_source,
+    sync_now,
     wait_mirrored,
 )
 from tests.e2e.polling import eventually
@@ -97,8 +98,10 @@ def test_an_egp_fault_deletes_and_marks_nothing_and_the_next_good_cycle_converge
         if fault == "other-account":
             egp.add_key(EGP_KEY, "acct-someone-else")
     egp.delete_model(upstream[0]["id"])  # hidden behind the fault: nothing may act on it
-    synced = synced_reason(mirror, reason)
+    sync_now(mirror)
+    synced = mirror.source_condition("src", "Synced")
 
+    assert synced["reason"] == reason
     assert synced["status"] == "False"
     assert mirror.source("src")["status"]["message"]
     assert_nothing_lost(mirror, {m["id"] for m in upstream})
@@ -113,12 +116,10 @@ def test_an_egp_fault_deletes_and_marks_nothing_and_the_next_good_cycle_converge
     egp.clear_faults()
     egp.revoke_key(EGP_KEY)
     egp.add_key(EGP_KEY, EGP_ACCOUNT)
-    eventually(
-        lambda: phase(mirror, upstream[0]["id"]) in ("Missing", None),
-        timeout=2 * ONE_CYCLE,
-        what="the first good cycle to see the deletion",
-    )
-    synced_reason(mirror, "Synced")
+    sync_now(mirror)
+
+    assert phase(mirror, upstream[0]["id"]) in ("Missing", None)
+    assert mirror.source_condition("src", "Synced")["reason"] == "Synced"
 
 
 def test_unknown_status_values_and_extra_fields_are_mirrored_not_rejected(
@@ -183,7 +184,8 @@ def test_a_rotated_secret_is_used_without_a_restart(egp: FakeEGPServer, mirror: 
 
     egp.add_key(ROTATED_KEY, EGP_ACCOUNT)
     egp.revoke_key(EGP_KEY)
-    synced_reason(mirror, "AuthenticationFailed")
+    sync_now(mirror)
+    assert mirror.source_condition("src", "Synced")["reason"] == "AuthenticationFailed"
     mirror.core.patch_namespaced_secret(
         "src-credentials", mirror.namespace, {"stringData": {"apiKey": ROTATED_KEY}}
     )
@@ -199,15 +201,10 @@ def test_a_deleted_secret_is_reported_and_loses_nothing(egp: FakeEGPServer, mirr
     wait_mirrored(mirror, 3)
 
     mirror.core.delete_namespaced_secret("src-credentials", mirror.namespace)
-    ready = eventually(
-        lambda: (
-            (c := mirror.source_condition("src", "Ready")).get("reason") == "SecretNotFound" and c
-        ),
-        timeout=2 * ONE_CYCLE,
-        what="Ready=False SecretNotFound",
-    )
+    sync_now(mirror)
+    ready = mirror.source_condition("src", "Ready")
 
-    assert ready["status"] == "False"
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNotFound")
     assert_nothing_lost(mirror, {m["id"] for m in upstream})
 
 
@@ -265,11 +262,9 @@ def test_the_control_plane_restarting_mid_cycle_loses_nothing_and_converges(
     wait_mirrored(mirror, 300)
     assert_nothing_lost(mirror, {m["id"] for m in upstream})
     egp.update_model(upstream[0]["id"], status="failed")
-    eventually(
-        lambda: phase(mirror, upstream[0]["id"]) == "Failed",
-        timeout=2 * ONE_CYCLE,
-        what="a change after the restart",
-    )
+    sync_now(mirror)
+
+    assert phase(mirror, upstream[0]["id"]) == "Failed"
     assert operator.alive()
 
 

@@ -23,6 +23,7 @@ from tests.e2e.harness import (
     ready_condition,
     scrape,
     start_source,
+    sync_now,
     wait_mirrored,
 )
 from tests.e2e.polling import eventually
@@ -123,8 +124,8 @@ def test_a_deleted_model_is_marked_missing_under_retain(egp: FakeEGPServer, mirr
     wait_mirrored(mirror, 2)
 
     egp.delete_model(gone["id"])
+    sync_now(mirror)
 
-    eventually(lambda: phase(mirror, gone["id"]) == "Missing", timeout=ONE_CYCLE, what="Missing")
     model = mirror.by_model_id()[gone["id"]]
     assert model["status"]["name"] == gone["name"]
     assert ready_condition(model)["reason"] == "Missing"
@@ -173,8 +174,17 @@ def test_edited_or_deleted_models_are_restored_by_the_next_cycle(
         "egp-operator.io", "v1alpha1", mirror.namespace, "egpmodels", deleted
     )
 
-    eventually(lambda: phase(mirror, first["id"]) == "Ready", timeout=ONE_CYCLE, what="restore")
-    eventually(lambda: phase(mirror, second["id"]) == "Ready", timeout=ONE_CYCLE, what="recreate")
+    # A cycle sees the edits once the watch has brought them to the operator's index.
+    eventually(
+        lambda: (
+            sync_now(mirror)
+            and phase(mirror, first["id"]) == "Ready"
+            and phase(mirror, second["id"]) == "Ready"
+        ),
+        timeout=2 * ONE_CYCLE,
+        interval=0,
+        what="the edited model restored and the deleted one recreated",
+    )
     assert mirror.by_model_id()[second["id"]]["metadata"]["name"] == deleted
 
 
@@ -317,8 +327,8 @@ def test_two_replicas_run_and_exactly_one_syncs(
         eventually(lambda: set(peers(mirror)) - known, timeout=60, what="the second replica")
         marker = f"cycle of EGPSource {mirror.namespace}/src"
         before = {r: r.log().count(marker) for r in (operator, second)}
-        walks = list_walks(egp)
-        eventually(lambda: list_walks(egp) >= walks + 2, timeout=3 * ONE_CYCLE, what="cycles")
+        sync_now(mirror)
+        sync_now(mirror)
 
         grew = {r: r.log().count(marker) - before[r] for r in (operator, second)}
         assert sorted(grew.values())[0] == 0, "both replicas synced"
@@ -327,8 +337,7 @@ def test_two_replicas_run_and_exactly_one_syncs(
         assert second.alive()
     finally:
         second.stop()
-    walks = list_walks(egp)
-    eventually(lambda: list_walks(egp) > walks, timeout=3 * ONE_CYCLE, what="sync after a stop")
+    sync_now(mirror, timeout=3 * ONE_CYCLE)  # the remaining replica syncs after its peer left
 
 
 def test_metrics_show_models_by_phase_and_vendor_and_egp_requests(
