@@ -73,6 +73,12 @@ def argocd_health() -> Path:
 
 
 @pytest.fixture(scope="session")
+def kube_state_metrics() -> Path:
+    """kube-state-metrics itself: upstream's command, built from the pinned module."""
+    return _go_tool("kube-state-metrics")
+
+
+@pytest.fixture(scope="session")
 def prometheus_bin_dir() -> Path:
     """Debian's `prometheus` and `promtool`, unpacked by `make prometheus-bins` (make test
     does it); missing, the tests that need them fail rather than skip."""
