@@ -18,20 +18,22 @@ help:
 
 venv: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+# The operator with its dev tools, and the test bench (testbench/: the local EGP server, control
+# plane and demo), a distribution of its own so that the operator's wheel never carries it.
+$(INSTALLED): pyproject.toml testbench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./testbench
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator testbench tests bench
+	$(BIN)/ruff format --check operator testbench tests bench
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff check --fix operator tests bench
-	$(BIN)/ruff format operator tests bench
+	$(BIN)/ruff check --fix operator testbench tests bench
+	$(BIN)/ruff format operator testbench tests bench
 
 # Builds kube-apiserver, kube-controller-manager, etcd and kubectl once per machine into a cache
 # outside the work tree (see docs/control-plane.md); later runs reuse them.
@@ -60,13 +62,13 @@ test: lint kube-bins go-tools prometheus-bins
 
 cluster-up: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
-		$(BIN)/python -m egp_operator.testing.cluster up --dir "$(EGP_CLUSTER_DIR)"
+		$(BIN)/python -m egp_testbench.cluster up --dir "$(EGP_CLUSTER_DIR)"
 
 cluster-down: venv
-	$(BIN)/python -m egp_operator.testing.cluster down --dir "$(EGP_CLUSTER_DIR)"
+	$(BIN)/python -m egp_testbench.cluster down --dir "$(EGP_CLUSTER_DIR)"
 
 demo: venv kube-bins
-	$(BIN)/python -m egp_operator.testing.demo up --dir "$(EGP_CLUSTER_DIR)/demo"
+	$(BIN)/python -m egp_testbench.demo up --dir "$(EGP_CLUSTER_DIR)/demo"
 
 # Not a timed test: it measures and reports the targets met or missed (bench/README.md).
 # Extra options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--sizes 500 --output /tmp/quick.md"
@@ -74,7 +76,7 @@ bench: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 demo-down: venv
-	$(BIN)/python -m egp_operator.testing.demo down --dir "$(EGP_CLUSTER_DIR)/demo"
+	$(BIN)/python -m egp_testbench.demo down --dir "$(EGP_CLUSTER_DIR)/demo"
 
 # The CRDs are generated from the pydantic models; a unit test fails when crds/ drifts.
 crds: venv

@@ -16,8 +16,8 @@ from typing import Any, Final
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from egp_operator.testing import processes
-from egp_operator.testing.processes import free_port
+from egp_testbench import operator_process
+from egp_testbench.processes import free_port, stop_group
 
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 _STOP_TIMEOUT: Final = 30.0
@@ -48,22 +48,6 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it if it outlives the timeout, and reap it."""
-    if process.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, _STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _wait_until(check: Any, *, timeout: float, what: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -75,8 +59,8 @@ def _wait_until(check: Any, *, timeout: float, what: str, process: subprocess.Po
 
 
 class FakeEGPProcess:
-    """`egp-operator fake-egp` in its own process (so it never shares the driver's GIL), with a
-    client for its admin API."""
+    """`fake-egp`, the local EGP server, in its own process (so it never shares the driver's
+    GIL), with a client for its admin API."""
 
     def __init__(self, log_file: Path, *, api_key: str, account_id: str) -> None:
         self.port = free_port()
@@ -85,8 +69,7 @@ class FakeEGPProcess:
         command = [
             sys.executable,
             "-m",
-            "egp_operator.cli",
-            "fake-egp",
+            "egp_testbench.fake_egp",
             "--host=127.0.0.1",
             f"--port={self.port}",
             f"--api-key={api_key}",
@@ -135,7 +118,9 @@ class FakeEGPProcess:
 
     def stop(self) -> None:
         self._admin.close()
-        _stop_group(self.process)
+        stop_group(
+            self.process.pid, timeout=_STOP_TIMEOUT, running=lambda: self.process.poll() is None
+        )
         self._log.close()
 
 
@@ -148,7 +133,7 @@ class OperatorMetrics:
     sync_cycles: float
 
 
-class OperatorProcess(processes.OperatorProcess):
+class OperatorProcess(operator_process.OperatorProcess):
     """`egp-operator run` as in production (cluster-wide), plus what the benchmark reads of it:
     its log lines as they come, its CPU and memory from /proc, its /metrics."""
 
@@ -157,7 +142,7 @@ class OperatorProcess(processes.OperatorProcess):
         kubeconfig: Path,
         log_file: Path,
         *,
-        command: Sequence[str] = processes.OPERATOR_COMMAND,
+        command: Sequence[str] = operator_process.OPERATOR_COMMAND,
         **settings: str,
     ) -> None:
         super().__init__(kubeconfig, log_file, command=command, **settings)

@@ -2,7 +2,7 @@
 
 Starts, per size N, its own control plane (etcd, kube-apiserver, kube-controller-manager on
 loopback, in a temporary folder) with the CRDs of crds/ and a ClusterKopfPeering; one local EGP
-server (`egp-operator fake-egp`, its own process) serves every stage; the operator runs as in
+server (`fake-egp`, its own process) serves every stage; the operator runs as in
 production (`egp-operator run`). Everything started is stopped again, even on failure or
 SIGTERM; the temporary folder (logs) is kept only when something failed or with --keep.
 """
@@ -31,7 +31,7 @@ from bench.machine import describe_machine
 from bench.procs import FakeEGPProcess, load_average
 from bench.report import render
 from bench.scenario import API_KEY, StageConfig, StageResult, run_stage
-from egp_operator.testing.cluster import find_bin_dir
+from egp_testbench.cluster import find_bin_dir
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent

@@ -37,7 +37,7 @@ from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_operator.sync.naming import object_name
 from egp_operator.sync.planner import MirroredModel, Plan
 from egp_operator.sync.rendering import phase_of
-from egp_operator.testing.cluster import LocalControlPlane
+from egp_testbench.cluster import LocalControlPlane
 
 API_KEY: Final = "sk-bench-3f9a1c7e"
 SOURCE: Final = "src"

@@ -11,26 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _fake_egp(args: argparse.Namespace) -> int:
-    # Imported here: the server's dependencies (FastAPI, uvicorn) are an optional extra.
-    from egp_operator.testing.fake_egp.generator import generate_models
-    from egp_operator.testing.fake_egp.server import load_models_file, serve_forever
-
-    models = (
-        load_models_file(args.models_file)
-        if args.models_file
-        else generate_models(args.models, args.seed)
-    )
-    serve_forever(
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key,
-        account_id=args.account_id,
-        models=models,
-    )
-    return 0
-
-
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -109,22 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--output-dir", type=Path, help="write one file per CRD there instead")
     crds.set_defaults(handler=_crds)
 
-    fake = commands.add_parser(
-        "fake-egp", help="serve a local EGP API (GET /v5/models) for tests and demos"
-    )
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8080)
-    fake.add_argument("--api-key", required=True, help="the key clients must send as x-api-key")
-    fake.add_argument("--account-id", default="acct-demo")
-    source = fake.add_mutually_exclusive_group()
-    source.add_argument("--models", type=int, default=25, help="how many models to generate")
-    source.add_argument(
-        "--models-file",
-        type=Path,
-        help='a JSON list of models, or a {"items": [...]} page, served instead',
-    )
-    fake.add_argument("--seed", type=int, default=0, help="the same seed gives the same models")
-    fake.set_defaults(handler=_fake_egp)
     return parser
 
 

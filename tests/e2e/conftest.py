@@ -17,8 +17,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from egp_operator.testing.cluster import ClusterError, LocalControlPlane, find_bin_dir
-from egp_operator.testing.fake_egp import FakeEGPServer
+from egp_testbench.cluster import ClusterError, LocalControlPlane, find_bin_dir
+from egp_testbench.fake_egp import FakeEGPServer
 from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, OperatorProcess
 from tests.e2e.polling import eventually
 

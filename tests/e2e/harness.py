@@ -17,8 +17,8 @@ from egp_operator.resources.models import (
     SYNC_REQUEST_ANNOTATION,
     VERSION,
 )
-from egp_operator.testing.fake_egp import FakeEGPServer
-from egp_operator.testing.processes import OperatorProcess as OperatorProcess
+from egp_testbench.fake_egp import FakeEGPServer
+from egp_testbench.operator_process import OperatorProcess as OperatorProcess
 from tests.e2e.polling import eventually
 
 EGP_KEY = "sk-e2e-7c1f0b5a9d3e"

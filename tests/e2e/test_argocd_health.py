@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from egp_operator.resources.crds import UNOBSERVED_STATUS
-from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from tests.e2e.harness import (
     EGP_ACCOUNT,
     ONE_CYCLE,

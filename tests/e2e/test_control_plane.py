@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from egp_operator.testing.cluster import LocalControlPlane, port_is_free
+from egp_testbench.cluster import LocalControlPlane, port_is_free
 
 from .polling import eventually
 
@@ -375,7 +375,7 @@ def test_cli_down_from_another_process_stops_a_cluster_started_by_up(
             [
                 sys.executable,
                 "-m",
-                "egp_operator.testing.cluster",
+                "egp_testbench.cluster",
                 *args,
                 "--dir",
                 str(cluster_dir),

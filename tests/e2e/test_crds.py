@@ -34,7 +34,7 @@ from egp_operator.resources.models import (
     ModelCounts,
     parse_duration,
 )
-from egp_operator.testing.cluster import LocalControlPlane
+from egp_testbench.cluster import LocalControlPlane
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 MINIMAL_SOURCE_SPEC = {"credentialsSecretRef": {"name": "egp-credentials"}}

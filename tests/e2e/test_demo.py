@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from egp_operator.testing.cluster import stop_from_state
+from egp_testbench.cluster import stop_from_state
 
 
 def test_the_demo_shows_the_mirror_and_a_failure_then_stops(tmp_path: Path) -> None:
     demo = tmp_path / "demo"
-    command = [sys.executable, "-m", "egp_operator.testing.demo"]
+    command = [sys.executable, "-m", "egp_testbench.demo"]
     try:
         up = subprocess.run(
             [*command, "up", "--dir", str(demo)], capture_output=True, text=True, timeout=240

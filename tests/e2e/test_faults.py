@@ -16,8 +16,8 @@ import pytest
 
 from egp_operator.sync.naming import object_name
 from egp_operator.sync.rendering import mask_env_vars
-from egp_operator.testing.cluster import LocalControlPlane
-from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
+from egp_testbench.cluster import LocalControlPlane
+from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.e2e.harness import (
     EGP_ACCOUNT,
     EGP_KEY,

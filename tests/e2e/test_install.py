@@ -23,8 +23,8 @@ import yaml
 from kubernetes import client
 
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
-from egp_operator.testing.cluster import LocalControlPlane
-from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.cluster import LocalControlPlane
+from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, OperatorProcess
 from tests.e2e.polling import eventually
 

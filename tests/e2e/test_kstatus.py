@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from egp_operator.testing.cluster import LocalControlPlane
-from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
+from egp_testbench.cluster import LocalControlPlane
+from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.e2e.harness import EGP_ACCOUNT, ONE_CYCLE, Mirror, start_source, wait_mirrored
 from tests.e2e.polling import eventually
 

@@ -19,9 +19,9 @@ import yaml
 from kubernetes import client
 
 from egp_operator.resources.models import GROUP, VERSION
-from egp_operator.testing.cluster import LocalControlPlane
-from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
-from egp_operator.testing.processes import free_port
+from egp_testbench.cluster import LocalControlPlane
+from egp_testbench.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.processes import free_port
 from tests.e2e.harness import Mirror, scrape, start_source, sync_now, wait_mirrored
 from tests.e2e.polling import eventually
 

@@ -20,9 +20,10 @@ import httpx
 import pytest
 import yaml
 
-from egp_operator.testing.cluster import LocalControlPlane
-from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
-from egp_operator.testing.processes import OperatorProcess, free_port
+from egp_testbench.cluster import LocalControlPlane
+from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
+from egp_testbench.operator_process import OperatorProcess
+from egp_testbench.processes import free_port
 from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, start_source
 from tests.e2e.polling import eventually
 from tests.unit.test_deploy import dashboard_queries, dashboard_variables

@@ -10,7 +10,7 @@ import pytest
 
 from egp_operator.egp import EGPClient
 from egp_operator.egp.client import RetryPolicy
-from egp_operator.testing.fake_egp import FakeEGPServer
+from egp_testbench.fake_egp import FakeEGPServer
 
 API_KEY = "sk-test-5f3c9a1e7d2b4c60"
 ACCOUNT = "acct-alpha"

@@ -22,7 +22,7 @@ from egp_operator.egp import (
     ValidationError,
 )
 from egp_operator.egp.client import RetryPolicy
-from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
+from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.integration.conftest import API_KEY, RecordedSleep
 
 MakeClient = Callable[..., EGPClient]

@@ -16,7 +16,7 @@ from egp_operator.egp import (
     TooManyModelsError,
 )
 from egp_operator.egp.client import ReadLimits
-from egp_operator.testing.fake_egp import FakeEGPServer, Fault, generate_models
+from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.integration.conftest import ACCOUNT, API_KEY
 
 MakeClient = Callable[..., EGPClient]

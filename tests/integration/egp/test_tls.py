@@ -10,7 +10,7 @@ import pytest
 
 from egp_operator.egp import EGPClient, TransportError
 from egp_operator.egp.client import RetryPolicy
-from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from tests.integration.conftest import ACCOUNT, API_KEY
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from egp_operator.egp import EGPClient
-from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.fake_egp import FakeEGPServer, generate_models
 
 MakeClient = Callable[..., EGPClient]
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from egp_operator.egp.models import MODEL_STATUSES
-from egp_operator.testing.fake_egp import FakeEGPServer, Fault, ServerConfig, generate_models
-from egp_operator.testing.fake_egp.state import VENDORS_2025_05
-from egp_operator.testing.processes import free_port
+from egp_testbench.fake_egp import FakeEGPServer, Fault, ServerConfig, generate_models
+from egp_testbench.fake_egp.state import VENDORS_2025_05
+from egp_testbench.processes import free_port
 
 KEY = {"x-api-key": "test-key"}
 
@@ -213,7 +213,7 @@ def test_the_command_serves_a_models_file(tmp_path: Path, shape: str) -> None:
     models_file = tmp_path / "models.json"
     models_file.write_text(json.dumps(models if shape == "list" else {"items": models}))
     port = free_port()
-    command = [sys.executable, "-m", "egp_operator.cli", "fake-egp", "--port", str(port)]
+    command = [sys.executable, "-m", "egp_testbench.fake_egp", "--port", str(port)]
     command += ["--api-key", "k", "--account-id", "acct-x", "--models-file", str(models_file)]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
         try:
@@ -228,7 +228,7 @@ def test_the_command_serves_a_models_file(tmp_path: Path, shape: str) -> None:
 
 def test_the_command_generates_models_by_seed() -> None:
     port = free_port()
-    command = [sys.executable, "-m", "egp_operator.cli", "fake-egp", "--port", str(port)]
+    command = [sys.executable, "-m", "egp_testbench.fake_egp", "--port", str(port)]
     command += ["--api-key", "k", "--models", "12", "--seed", "5"]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
         try:

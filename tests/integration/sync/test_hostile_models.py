@@ -17,7 +17,7 @@ from egp_operator.kube import core_path
 from egp_operator.settings import Settings
 from egp_operator.sync.cycle import SourceSyncer
 from egp_operator.sync.planner import MirroredModel
-from egp_operator.testing.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from tests.unit.sync.fake_kube import FakeKube
 
 KEY, ACCOUNT, NAMESPACE, SOURCE = "sk-hostile-models-1", "acct-hostile", "team-a", "hostile"

@@ -12,7 +12,7 @@ from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp import InferenceModel
 from egp_operator.sync.naming import PHASE_LABEL
 from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
-from egp_operator.testing.fake_egp import generate_models
+from egp_testbench.fake_egp import generate_models
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 POLICY = SourcePolicy(namespace="team-a", name="prod")

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
 
-from egp_operator.testing.fake_egp.generator import generate_models
-from egp_operator.testing.fake_egp.state import FakeEGPState, Fault, ServerConfig
+from egp_testbench.fake_egp.generator import generate_models
+from egp_testbench.fake_egp.state import FakeEGPState, Fault, ServerConfig
 
 _DEFAULT_DETAILS = {
     400: "Bad Request",

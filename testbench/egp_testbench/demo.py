@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from egp_operator.testing.cluster import default_cluster_dir, find_bin_dir
-from egp_operator.testing.processes import free_port
+from egp_testbench.cluster import default_cluster_dir, find_bin_dir
+from egp_testbench.processes import free_port, repo_root, stop_group
 
 API_KEY = "demo-key"
 ACCOUNT = "acct-demo"
@@ -83,7 +82,7 @@ class Demo:
             [
                 sys.executable,
                 "-m",
-                "egp_operator.testing.cluster",
+                "egp_testbench.cluster",
                 "up",
                 "--dir",
                 str(self.cluster_dir),
@@ -188,13 +187,13 @@ class Demo:
         for name in ("operator", "fake-egp"):
             pid_file = self.dir / f"{name}.pid"
             if pid_file.exists():
-                _stop(int(pid_file.read_text()))
+                stop_group(int(pid_file.read_text()), timeout=15)
                 pid_file.unlink()
         subprocess.run(  # noqa: S603
             [
                 sys.executable,
                 "-m",
-                "egp_operator.testing.cluster",
+                "egp_testbench.cluster",
                 "down",
                 "--dir",
                 str(self.cluster_dir),
@@ -230,23 +229,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
-
-
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+    root = repo_root()
+    if root is None:
+        raise RuntimeError("the demo runs from a checkout of egp-operator (it applies crds/)")
+    return root
 
 
 def _manifests(egp_url: str) -> str:
@@ -275,7 +262,7 @@ spec:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m egp_operator.testing.demo")
+    parser = argparse.ArgumentParser(prog="python -m egp_testbench.demo")
     parser.add_argument("action", choices=("up", "down"))
     parser.add_argument("--dir", type=Path, default=default_cluster_dir() / "demo")
     args = parser.parse_args(argv)

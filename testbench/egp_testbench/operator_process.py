@@ -7,26 +7,18 @@ goes to a file, and it gets a process group of its own, so stopping it stops all
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from egp_testbench.processes import free_port, stop_group
+
 OPERATOR_COMMAND: Final = (sys.executable, "-m", "egp_operator.cli", "run")
 STOP_TIMEOUT: Final = 30.0
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class OperatorProcess:
@@ -73,11 +65,5 @@ class OperatorProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Send `sig` to the whole group; SIGKILL what is still there after `STOP_TIMEOUT`."""
-        for signal_, wait in ((sig, STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
-            if self.process.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal_)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=wait)
+        stop_group(self.pid, timeout=STOP_TIMEOUT, running=self.alive, sig=sig)
         self._log.close()

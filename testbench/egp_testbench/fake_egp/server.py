@@ -1,5 +1,5 @@
 """Run the local EGP server: in a background thread for tests and the demo, or in the foreground
-for `egp-operator fake-egp`."""
+for `fake-egp`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from egp_operator.testing.fake_egp.app import create_app
-from egp_operator.testing.fake_egp.generator import generate_models
-from egp_operator.testing.fake_egp.state import FakeEGPState, Fault, ServerConfig
+from egp_testbench.fake_egp.app import create_app
+from egp_testbench.fake_egp.generator import generate_models
+from egp_testbench.fake_egp.state import FakeEGPState, Fault, ServerConfig
 
 _START_TIMEOUT = 15.0
 
@@ -198,6 +198,6 @@ class FakeEGPServer:
 def serve_forever(
     *, host: str, port: int, api_key: str, account_id: str, models: list[dict[str, Any]]
 ) -> None:
-    """Serve in the foreground until interrupted (`egp-operator fake-egp`)."""
+    """Serve in the foreground until interrupted (`fake-egp`)."""
     state = build_state(api_key=api_key, account_id=account_id, models=models)
     uvicorn.run(create_app(state), host=host, port=port, log_level="info", lifespan="off")

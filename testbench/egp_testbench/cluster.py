@@ -7,8 +7,8 @@ gives, and this machine has no Docker for kind. So we run the pinned binaries th
 
 Use it as a context manager in tests, or from a shell::
 
-    python -m egp_operator.testing.cluster up --dir .cluster    # prints the kubeconfig path
-    python -m egp_operator.testing.cluster down --dir .cluster
+    python -m egp_testbench.cluster up --dir .cluster    # prints the kubeconfig path
+    python -m egp_testbench.cluster down --dir .cluster
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+from egp_testbench.processes import free_ports, repo_root, stop_group
 
 __all__ = [
     "ClusterError",
@@ -76,21 +78,12 @@ class _Proc:
     log: str
 
 
-def _repo_root() -> Path | None:
-    """The checkout holding tools/kube/build.sh, from this file (editable install) or the cwd."""
-    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
-        for candidate in (start, *start.parents):
-            if (candidate / "tools" / "kube" / "build.sh").is_file():
-                return candidate
-    return None
-
-
 def default_cluster_dir() -> Path:
     """``$EGP_CLUSTER_DIR``, else ``.cluster/`` at the repo root (or the cwd outside one)."""
     env = os.environ.get("EGP_CLUSTER_DIR")
     if env:
         return Path(env)
-    return (_repo_root() or Path.cwd()) / ".cluster"
+    return (repo_root() or Path.cwd()) / ".cluster"
 
 
 def find_bin_dir(*, build: bool = True) -> Path:
@@ -103,7 +96,7 @@ def find_bin_dir(*, build: bool = True) -> Path:
     if env:
         bin_dir = Path(env)
     else:
-        root = _repo_root()
+        root = repo_root()
         if root is None:
             raise ClusterError("set EGP_KUBE_BIN_DIR: tools/kube/build.sh was not found")
         cmd = ["bash", str(root / "tools" / "kube" / "build.sh")]
@@ -119,17 +112,6 @@ def find_bin_dir(*, build: bool = True) -> Path:
     if missing:
         raise ClusterError(f"{bin_dir} lacks {', '.join(missing)}")
     return bin_dir
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports: all sockets stay bound until every port is picked."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
 
 
 def port_is_free(port: int) -> bool:
@@ -187,22 +169,13 @@ def _terminate(
     stuck = []
     for p in procs:
         child = children.get(p.pid)
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            if not _is_running(p.pid, p.start_time):
-                break
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if child is not None:
-                    child.poll()  # reap our own child, or it lingers as a zombie
-                if not _is_running(p.pid, p.start_time):
-                    break
-                time.sleep(0.05)
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=1)
-        if _is_running(p.pid, p.start_time):
+
+        def running(p: _Proc = p, child: subprocess.Popen[bytes] | None = child) -> bool:
+            if child is not None:
+                child.poll()  # reap our own child, or it lingers as a zombie
+            return _is_running(p.pid, p.start_time)
+
+        if not stop_group(p.pid, timeout=timeout, running=running):
             stuck.append(f"{p.name}[{p.pid}]")
     if stuck:
         raise ClusterError(f"could not stop {', '.join(stuck)}")
@@ -424,7 +397,7 @@ class LocalControlPlane:
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         self.logs_dir.mkdir(parents=True)
         (self.dir / "etcd").mkdir(mode=0o700)
-        (self.etcd_port, self.etcd_peer_port, self.api_port, self.kcm_port) = _free_ports(4)
+        (self.etcd_port, self.etcd_peer_port, self.api_port, self.kcm_port) = free_ports(4)
         atexit.register(self._atexit)
         try:
             self._write_config()
@@ -727,7 +700,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``up`` / ``down`` / ``status`` of a local control plane kept in a folder."""
     parser = argparse.ArgumentParser(
-        prog="python -m egp_operator.testing.cluster",
+        prog="python -m egp_testbench.cluster",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     sub = parser.add_subparsers(dest="command", required=True)
