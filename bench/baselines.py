@@ -41,9 +41,9 @@ from egp_operator.sync.planner import (
     SourcePolicy,
     Update,
     plan,
-    timestamp,
 )
 from egp_operator.sync.rendering import observed_status
+from egp_operator.vocabulary import timestamp
 
 
 @dataclass

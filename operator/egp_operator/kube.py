@@ -3,7 +3,10 @@
 The official `kubernetes` package loads the configuration (kubeconfig or in-cluster, with token
 refresh); requests go through one pooled `aiohttp.ClientSession`, because the official client is
 synchronous and a sync cycle writes thousands of objects with bounded concurrency. Every request
-is counted by verb, so tests and benchmarks can assert how many writes a cycle made.
+is counted by verb in `egp_operator_kubernetes_requests_total`.
+
+`KubeAPI` is what a cycle needs of it: the applier and the cycle take any implementation, so
+their decisions are unit-tested against an in-memory one (tests/unit/sync/fake_kube.py).
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections import Counter
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -24,7 +26,6 @@ from egp_operator import metrics
 
 JSON_PATCH: Final = "application/json-patch+json"
 MERGE_PATCH: Final = "application/merge-patch+json"
-WRITE_VERBS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: How long a bearer token read from the configuration is reused. Reading it runs the official
 #: client's refresh hook (a kubeconfig reload, or a token file read), which cost ~4% of the
 #: operator's CPU when done for every write; rotated tokens are still picked up within this.
@@ -61,6 +62,22 @@ def load_configuration(kubeconfig: str | None = None) -> Configuration:
     return configuration
 
 
+class KubeAPI(Protocol):
+    """The Kubernetes requests a sync cycle makes; each raises KubeError on a failure."""
+
+    concurrency: int
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> Any: ...
+
+    async def create(self, path: str, body: Any) -> Any: ...
+
+    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> Any: ...
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> Any: ...
+
+    async def delete(self, path: str) -> Any: ...
+
+
 class KubeClient:
     """JSON requests against the API server, at most `concurrency` at a time.
 
@@ -85,13 +102,8 @@ class KubeClient:
         )
         self._slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
-        self.requests: Counter[str] = Counter()
         self._auth: dict[str, str] = {}
         self._auth_read_at = -TOKEN_REUSE_SECONDS
-
-    @property
-    def writes(self) -> int:
-        return sum(count for verb, count in self.requests.items() if verb in WRITE_VERBS)
 
     async def aclose(self) -> None:
         await self._http.close()
@@ -120,7 +132,6 @@ class KubeClient:
         if content is not None:
             headers["Content-Type"] = content_type
         async with self._slots:
-            self.requests[method] += 1
             metrics.KUBE_REQUESTS.labels(method).inc()
             try:
                 async with self._http.request(

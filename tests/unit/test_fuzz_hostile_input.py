@@ -46,9 +46,10 @@ from egp_operator.sync.naming import (
     TYPE_LABEL,
     VENDOR_LABEL,
 )
-from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan, timestamp
+from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
 from egp_operator.sync.rendering import cap_size, missing_status
 from egp_operator.sync.source_status import CycleOutcome, source_status
+from egp_operator.vocabulary import Reason, timestamp
 from tests.unit.fuzz_strategies import (
     API_KEYS,
     Answer,
@@ -462,7 +463,7 @@ def test_any_listing_plans_valid_objects_and_bounded_statuses_then_no_writes(
 @example(message="\ud800", reason="ServerError", ok=False, answered=True, counts=None)
 @given(
     message=text(2_000) | huge_text(20_000),
-    reason=st.sampled_from(["Synced", "AuthenticationFailed", "IncompleteListing", "Bug"]),
+    reason=st.sampled_from([str(reason) for reason in Reason]),
     ok=st.booleans(),
     answered=st.booleans(),
     counts=st.none() | st.fixed_dictionaries({"Ready": st.integers(0, 10**6)}),
@@ -474,7 +475,13 @@ def test_any_cycle_message_is_capped_in_the_source_status_and_written_once(
     answered: bool,
     counts: dict[Any, int] | None,
 ) -> None:
-    outcome = CycleOutcome(ok, reason, build(message), answered, counts)
+    outcome = CycleOutcome(
+        ok=ok,
+        reason=Reason(reason),
+        message=build(message),
+        account_answered=answered,
+        phase_counts=counts,
+    )
     heartbeat = timedelta(minutes=5)
 
     status = source_status({}, outcome, generation=1, now=T0, heartbeat=heartbeat)

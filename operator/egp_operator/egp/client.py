@@ -108,10 +108,6 @@ class ModelListing:
     requests: int
     total: int | None
 
-    @property
-    def by_id(self) -> dict[str, InferenceModel]:
-        return {model.id: model for model in self.models}
-
 
 def _tls_context(verify: bool | str) -> ssl.SSLContext:
     """One context per setting (and CA file version) for the process: loading a CA bundle costs

@@ -1,6 +1,7 @@
 """Typed errors of the EGP client.
 
-Each error has a short, stable `reason` (used in status conditions, events and metric labels)
+Each error has a short, stable `reason` (vocabulary.Reason: status conditions, events and
+metric labels)
 and a message that never contains the API key: the client scrubs the key out of any text it
 puts in an error, because response bodies and URLs come from outside.
 """
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from egp_operator.vocabulary import Reason
+
 
 class EGPError(Exception):
     """Any failure to get a complete answer from EGP."""
 
-    reason: ClassVar[str] = "EGPError"
+    reason: ClassVar[Reason] = Reason.REQUEST_ERROR
     retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
@@ -27,91 +30,86 @@ class EGPError(Exception):
 class TransportError(EGPError):
     """The request did not get an HTTP answer: connection refused or reset, or a timeout."""
 
-    reason = "TransportError"
+    reason = Reason.TRANSPORT_ERROR
     retryable = True
 
 
 class RequestError(EGPError):
     """An HTTP error status that no more specific class covers (400, 404 on a list, ...)."""
 
-    reason = "RequestError"
-
-    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None) -> None:
-        super().__init__(message, status_code=status_code)
-        self.body = body
+    reason = Reason.REQUEST_ERROR
 
 
 class AuthenticationError(RequestError):
     """401: the API key is missing, wrong or revoked."""
 
-    reason = "AuthenticationFailed"
+    reason = Reason.AUTHENTICATION_FAILED
 
 
 class PermissionDeniedError(RequestError):
     """403: the key is valid but may not read the selected account."""
 
-    reason = "PermissionDenied"
+    reason = Reason.PERMISSION_DENIED
 
 
 class NotFoundError(RequestError):
     """404: on a list walk this means the cursor model vanished under us."""
 
-    reason = "NotFound"
+    reason = Reason.NOT_FOUND
 
 
 class ValidationError(RequestError):
     """422: EGP rejected the query; `detail` is FastAPI's list of pydantic errors."""
 
-    reason = "ValidationFailed"
+    reason = Reason.VALIDATION_FAILED
 
     def __init__(
         self,
         message: str,
         *,
         status_code: int | None = 422,
-        body: Any = None,
         detail: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code, body=body)
+        super().__init__(message, status_code=status_code)
         self.detail: list[dict[str, Any]] = detail or []
 
 
 class RateLimitedError(RequestError):
     """429 after the client's retries ran out."""
 
-    reason = "RateLimited"
+    reason = Reason.RATE_LIMITED
     retryable = True
 
 
 class ServerError(RequestError):
     """408, 409 or 5xx after the client's retries ran out."""
 
-    reason = "ServerError"
+    reason = Reason.SERVER_ERROR
     retryable = True
 
 
 class EndpointRefusedError(EGPError):
     """The baseURL, or an address it resolves to, is one the operator may not call."""
 
-    reason = "EndpointRefused"
+    reason = Reason.ENDPOINT_REFUSED
 
 
 class ResponseTooLargeError(EGPError):
     """A response bigger than the operator reads (EGP_OPERATOR_MAX_PAGE_BYTES)."""
 
-    reason = "ResponseTooLarge"
+    reason = Reason.RESPONSE_TOO_LARGE
 
 
 class TooManyModelsError(EGPError):
     """More models than a source may mirror (EGP_OPERATOR_MAX_MODELS_PER_SOURCE)."""
 
-    reason = "TooManyModels"
+    reason = Reason.TOO_MANY_MODELS
 
 
 class MalformedResponseError(EGPError):
     """A 2xx whose body is not JSON or not the documented shape."""
 
-    reason = "MalformedResponse"
+    reason = Reason.MALFORMED_RESPONSE
 
 
 class IncompleteListingError(EGPError):
@@ -121,7 +119,7 @@ class IncompleteListingError(EGPError):
     were read before it, `models_seen` how many models they held.
     """
 
-    reason = "IncompleteListing"
+    reason = Reason.INCOMPLETE_LISTING
 
     def __init__(
         self,
@@ -137,6 +135,6 @@ class IncompleteListingError(EGPError):
         self.cause = cause
 
     @property
-    def cause_reason(self) -> str:
+    def cause_reason(self) -> Reason:
         """The reason of what stopped the walk: the cause's, or the loop guard's."""
         return self.cause.reason if self.cause else self.reason

@@ -72,11 +72,3 @@ class InferenceModelList(_Tolerant):
     limit: int | None = None
     total: int | None = None
     has_more: bool | None = None
-
-
-class ValidationErrorItem(_Tolerant):
-    """One entry of a FastAPI 422 body; pydantic v2 adds `input` and `ctx`, kept as extras."""
-
-    loc: list[str | int] = Field(default_factory=list)
-    msg: str = ""
-    type: str = ""

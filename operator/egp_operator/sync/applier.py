@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut
-from egp_operator.kube import KubeClient, KubeError, core_path, custom_path
+from egp_operator.kube import KubeAPI, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
     API_VERSION,
     GROUP,
@@ -27,7 +27,8 @@ from egp_operator.resources.models import (
     VERSION,
 )
 from egp_operator.sync.naming import short_hash
-from egp_operator.sync.planner import Create, Delete, Event, Plan, Update, timestamp
+from egp_operator.sync.planner import Create, Delete, Event, Plan, Update
+from egp_operator.vocabulary import timestamp
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class ApplyResult:
 
 
 class Applier:
-    def __init__(self, kube: KubeClient, *, reporter: str = "egp-operator") -> None:
+    def __init__(self, kube: KubeAPI, *, reporter: str = "egp-operator") -> None:
         self.kube = kube
         self.reporter = reporter
 

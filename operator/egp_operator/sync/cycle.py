@@ -26,7 +26,7 @@ from egp_operator import metrics
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, cut
 from egp_operator.egp import EGPClient, EGPError, IncompleteListingError
 from egp_operator.egp.client import RetryPolicy, check_api_key
-from egp_operator.kube import KubeClient, KubeError, core_path, custom_path
+from egp_operator.kube import KubeAPI, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
     GROUP,
     MODEL_PLURAL,
@@ -39,6 +39,7 @@ from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
 from egp_operator.sync.naming import SOURCE_LABEL, label_value
 from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
+from egp_operator.vocabulary import READY, Reason
 from egp_operator.wakeups import sync_request
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ Clock = Callable[[], datetime]
 
 
 class CredentialsError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -60,7 +61,6 @@ class CycleReport:
     applied: ApplyResult | None = None
     egp_requests: int = 0
     egp_answers: Counter[str] = field(default_factory=Counter)
-    status_written: bool = False
     #: The source's refreshInterval, once its spec validated: what the alerts judge it by.
     refresh_seconds: float | None = None
 
@@ -79,7 +79,7 @@ def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
     )
 
 
-async def list_mirrored(kube: KubeClient, namespace: str, source: str) -> list[MirroredModel]:
+async def list_mirrored(kube: KubeAPI, namespace: str, source: str) -> list[MirroredModel]:
     """The source's EGPModels by LIST, for one-off cycles that have no kopf index."""
     path = custom_path(GROUP, VERSION, namespace, MODEL_PLURAL)
     answer = await kube.get(path, params={"labelSelector": f"{SOURCE_LABEL}={label_value(source)}"})
@@ -96,7 +96,7 @@ class SourceSyncer:
 
     def __init__(
         self,
-        kube: KubeClient,
+        kube: KubeAPI,
         settings: Settings,
         *,
         clock: Clock = lambda: datetime.now(UTC),
@@ -132,10 +132,10 @@ class SourceSyncer:
                 f"The sync cycle failed unexpectedly ({type(error).__name__});"
                 " the operator's log has the traceback"
             )
-            report = CycleReport(CycleOutcome(False, "InternalError", message, False))
+            report = CycleReport(CycleOutcome.failed(Reason.INTERNAL_ERROR, message))
         if not dry_run:
             _record_metrics(identity, report, started)
-            report.status_written = await self._write_status(
+            await self._write_status(
                 identity,
                 source.get("status") or {},
                 meta.get("generation"),
@@ -159,7 +159,7 @@ class SourceSyncer:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
             )
             message = cut(f"Invalid spec: {problems}", MAX_MESSAGE_LENGTH)
-            return CycleReport(CycleOutcome(False, "InvalidSpec", message, False))
+            return CycleReport(CycleOutcome.failed(Reason.INVALID_SPEC, message))
         deadline = self.settings.cycle_deadline_seconds
         try:
             async with asyncio.timeout(deadline):
@@ -169,7 +169,7 @@ class SourceSyncer:
                 f"The sync cycle did not end within {deadline:g}s"
                 " (EGP_OPERATOR_CYCLE_DEADLINE_SECONDS); nothing was pruned"
             )
-            report = CycleReport(CycleOutcome(False, "DeadlineExceeded", message, False))
+            report = CycleReport(CycleOutcome.failed(Reason.DEADLINE_EXCEEDED, message))
         report.refresh_seconds = spec.refresh.total_seconds()
         return report
 
@@ -179,13 +179,8 @@ class SourceSyncer:
         identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
         previous = source.get("status") or {}
         conditions: list[Mapping[str, Any]] = previous.get("conditions") or []
-        ready = next((c for c in conditions if c.get("type") == "Ready"), {})
-        outcome = CycleOutcome(
-            False,
-            "Suspended",
-            "spec.suspend is true: EGP is not called and nothing is mirrored",
-            ready.get("status") == "True",
-        )
+        ready = next((c for c in conditions if c.get("type") == READY), {})
+        outcome = CycleOutcome.suspended(account_answered=ready.get("status") == "True")
         await self._write_status(identity, previous, meta.get("generation"), outcome)
         metrics.forget_refresh_interval(identity.namespace, identity.name)  # no sync is due
 
@@ -200,7 +195,7 @@ class SourceSyncer:
         try:
             api_key = await self._read_api_key(source.namespace, spec)
         except CredentialsError as error:
-            return CycleReport(CycleOutcome(False, error.reason, error.message, False))
+            return CycleReport(CycleOutcome.failed(error.reason, error.message))
         try:
             client = EGPClient(
                 base_url=spec.base_url,
@@ -214,7 +209,7 @@ class SourceSyncer:
             )
         except EGPError as refused:
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, refused.message)
-            return CycleReport(CycleOutcome(False, refused.reason, refused.message, False))
+            return CycleReport(CycleOutcome.failed(refused.reason, refused.message))
         async with client:
             try:
                 listing = await client.list_models(
@@ -224,7 +219,7 @@ class SourceSyncer:
                 answered = isinstance(error, IncompleteListingError)
                 log.warning("EGPSource %s/%s: %s", source.namespace, source.name, error.message)
                 return CycleReport(
-                    CycleOutcome(False, error.reason, error.message, answered),
+                    CycleOutcome.failed(error.reason, error.message, account_answered=answered),
                     egp_requests=client.requests_sent,
                     egp_answers=client.status_counts,
                 )
@@ -239,7 +234,7 @@ class SourceSyncer:
             )
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, message)
         report = CycleReport(
-            CycleOutcome(True, "Synced", message, True, the_plan.phase_counts),
+            CycleOutcome.synced(message, the_plan.phase_counts),
             plan=the_plan,
             egp_requests=listing.requests,
             egp_answers=client.status_counts,
@@ -251,12 +246,11 @@ class SourceSyncer:
         if report.applied.errors:
             first = report.applied.errors[0]
             count = len(report.applied.errors)
-            report.outcome = CycleOutcome(
-                False,
-                "WriteFailed",
+            report.outcome = CycleOutcome.failed(
+                Reason.WRITE_FAILED,
                 f"{count} Kubernetes write(s) failed; first: {first}",
-                True,
-                the_plan.phase_counts,
+                account_answered=True,
+                phase_counts=the_plan.phase_counts,
             )
         return report
 
@@ -268,7 +262,7 @@ class SourceSyncer:
         try:
             secret = await self.kube.get(core_path(namespace, "secrets", ref.name))
         except KubeError as error:
-            reason = "SecretNotFound" if error.not_found else "SecretUnreadable"
+            reason = Reason.SECRET_NOT_FOUND if error.not_found else Reason.SECRET_UNREADABLE
             raise CredentialsError(reason, f"Secret {ref.name}: {error.reason}") from None
         meta = secret.get("metadata") if isinstance(secret, dict) else None
         if not isinstance(meta, dict) or (meta.get("namespace"), meta.get("name")) != (
@@ -276,26 +270,29 @@ class SourceSyncer:
             ref.name,
         ):
             raise CredentialsError(
-                "SecretUnreadable", f"Secret {ref.name}: the API server answered another object"
+                Reason.SECRET_UNREADABLE,
+                f"Secret {ref.name}: the API server answered another object",
             )
         encoded = (secret.get("data") or {}).get(ref.key)
         if not encoded:
-            raise CredentialsError("SecretKeyNotFound", f"Secret {ref.name} has no key {ref.key!r}")
+            raise CredentialsError(
+                Reason.SECRET_KEY_NOT_FOUND, f"Secret {ref.name} has no key {ref.key!r}"
+            )
         try:
             value = base64.b64decode(encoded).decode().strip()
         except (binascii.Error, UnicodeDecodeError):
             raise CredentialsError(
-                "SecretKeyInvalid", f"Secret {ref.name} key {ref.key!r} is not text"
+                Reason.SECRET_KEY_INVALID, f"Secret {ref.name} key {ref.key!r} is not text"
             ) from None
         if not value:
             raise CredentialsError(
-                "SecretKeyNotFound", f"Secret {ref.name} key {ref.key!r} is empty"
+                Reason.SECRET_KEY_NOT_FOUND, f"Secret {ref.name} key {ref.key!r} is empty"
             )
         try:
             check_api_key(value)
         except ValueError as invalid:
             raise CredentialsError(
-                "SecretKeyInvalid", f"Secret {ref.name} key {ref.key!r}: {invalid}"
+                Reason.SECRET_KEY_INVALID, f"Secret {ref.name} key {ref.key!r}: {invalid}"
             ) from None
         return SecretStr(value)
 
@@ -307,9 +304,10 @@ class SourceSyncer:
         outcome: CycleOutcome,
         *,
         handled_request: str | None = None,
-    ) -> bool:
-        """`handled_request`: the sync request this cycle answered; a suspended source
-        answers none."""
+    ) -> None:
+        """Write the status the outcome gives, unless nothing worth a write changed.
+        `handled_request`: the sync request this cycle answered; a suspended source answers
+        none."""
         status = source_status(
             previous,
             outcome,
@@ -318,18 +316,16 @@ class SourceSyncer:
             heartbeat=timedelta(seconds=self.settings.status_heartbeat_seconds),
             handled_request=handled_request,
         )
-        if status is None:
-            return False
-        return await self._patch_status(source, status)
+        if status is not None:
+            await self._patch_status(source, status)
 
-    async def _patch_status(self, source: SourceIdentity, status: Mapping[str, Any]) -> bool:
+    async def _patch_status(self, source: SourceIdentity, status: Mapping[str, Any]) -> None:
+        """A failed write is logged, not raised: the next cycle writes the status again."""
         path = custom_path(GROUP, VERSION, source.namespace, SOURCE_PLURAL, source.name)
         try:
             await self.kube.merge_patch(f"{path}/status", {"status": status})
         except KubeError as error:
             log.warning("could not write the status of EGPSource %s: %s", source.name, error)
-            return False
-        return True
 
 
 def _record_metrics(source: SourceIdentity, report: CycleReport, started: float) -> None:

@@ -17,7 +17,8 @@ from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import MODEL_KIND, PHASES, SOURCE_KIND, DeletionPolicy, Phase
 from egp_operator.sync.naming import model_labels, object_name
-from egp_operator.sync.rendering import READY, missing_status, observed_status
+from egp_operator.sync.rendering import missing_status, observed_status
+from egp_operator.vocabulary import READY, parse_timestamp, timestamp
 
 WARNING_PHASES: Final = frozenset({"Failed", "DeploymentTimeout", "Missing", "Unknown"})
 
@@ -230,7 +231,7 @@ def _one_per_model(mirrored: Iterable[MirroredModel], result: Plan) -> dict[str,
 
 
 def _grace_over(status: Mapping[str, Any], policy: SourcePolicy, now: datetime) -> bool:
-    since = datetime.fromisoformat(str(status["missingSince"]).replace("Z", "+00:00"))
+    since = parse_timestamp(status["missingSince"])
     return now - since >= policy.missing_grace_period
 
 
@@ -245,8 +246,3 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value
-
-
-def timestamp(now: datetime) -> str:
-    """RFC 3339 to the second, as Kubernetes writes metav1.Time."""
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")

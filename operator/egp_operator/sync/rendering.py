@@ -26,6 +26,15 @@ from egp_operator.bounds import (
 )
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import Phase
+from egp_operator.vocabulary import (
+    READY,
+    RECONCILING,
+    STALLED,
+    SYNCED,
+    TRUNCATED,
+    Reason,
+    condition,
+)
 
 #: One table from upstream status to phase; anything else is `Unknown`, never an error.
 PHASE_BY_STATUS: Final[Mapping[str, Phase]] = {
@@ -38,14 +47,6 @@ MASK: Final = "***"
 #: Dropped in this order until the status fits; the identity and phase are always kept.
 _TRUNCATABLE: Final = ("vendorConfiguration", "extraFields", "modelMetadata")
 _KNOWN_UPSTREAM_FIELDS: Final = frozenset({"object"})
-
-READY: Final = "Ready"
-SYNCED: Final = "Synced"
-TRUNCATED: Final = "Truncated"
-#: kstatus' conditions (Flux, kpt, the cli-utils applier): Reconciling=True reads as
-#: InProgress, Stalled=True as Failed; both are written, False when they do not hold.
-RECONCILING: Final = "Reconciling"
-STALLED: Final = "Stalled"
 
 #: What each phase means to kstatus: still moving (Reconciling), or needs a human (Stalled).
 #: Unknown is a status this version does not know yet: not a failure, so still moving.
@@ -73,29 +74,6 @@ def mask_env_vars(vendor_configuration: Any) -> Any:
     env_vars = image["env_vars"]
     masked = {key: MASK for key in env_vars} if isinstance(env_vars, dict) else MASK
     return {**vendor_configuration, "model_image": {**image, "env_vars": masked}}
-
-
-def condition(
-    type_: str,
-    status: bool,
-    reason: str,
-    message: str,
-    *,
-    now: str,
-    previous: Sequence[Mapping[str, Any]],
-) -> dict[str, Any]:
-    """A metav1.Condition whose lastTransitionTime is kept while its status is unchanged."""
-    value = "True" if status else "False"
-    before = next((c for c in previous if c.get("type") == type_), None)
-    unchanged = before is not None and before.get("status") == value
-    since = before.get("lastTransitionTime") if unchanged and before else None
-    return {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since or now,
-    }
 
 
 def _text(value: str | None) -> str | None:
@@ -250,7 +228,7 @@ def cap_size(
             why.append(f"the status would exceed {MAX_STATUS_BYTES // 1024} KiB")
         message = f"Left out {', '.join(dropped)}: {' and '.join(why)}"
         status["conditions"].append(
-            condition(TRUNCATED, True, "StatusTooLarge", message, now=now, previous=previous)
+            condition(TRUNCATED, True, Reason.STATUS_TOO_LARGE, message, now=now, previous=previous)
         )
     return status
 

@@ -10,42 +10,74 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut, storable_text
-from egp_operator.egp.errors import (
-    AuthenticationError,
-    EndpointRefusedError,
-    MalformedResponseError,
-    PermissionDeniedError,
-    ResponseTooLargeError,
-    TooManyModelsError,
-    ValidationError,
-)
 from egp_operator.resources.models import Phase
-from egp_operator.sync.planner import timestamp
-from egp_operator.sync.rendering import (
+from egp_operator.sync.rendering import progress_conditions
+from egp_operator.vocabulary import (
     READY,
     RECONCILING,
     STALLED,
+    STALLED_REASONS,
     SYNCED,
+    Reason,
     condition,
-    progress_conditions,
+    parse_timestamp,
+    timestamp,
 )
 
 _TIMES = ("lastSyncTime", "lastSuccessfulSyncTime")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CycleOutcome:
-    """How a cycle ended. `reason` is a stable CamelCase word; `account_answered` is False when
-    EGP could not be asked or refused (credentials, network, auth)."""
+    """How a cycle ended: `synced`, `failed` or `suspended`. `account_answered` is False when
+    EGP could not be asked or refused (credentials, network, auth); `phase_counts` are the
+    models of the listing, when a complete one was read."""
 
     ok: bool
-    reason: str
+    reason: Reason
     message: str
     account_answered: bool
     phase_counts: Mapping[Phase, int] | None = None
+
+    @classmethod
+    def synced(cls, message: str, phase_counts: Mapping[Phase, int]) -> CycleOutcome:
+        return cls(
+            ok=True,
+            reason=Reason.SYNCED,
+            message=message,
+            account_answered=True,
+            phase_counts=phase_counts,
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        reason: Reason,
+        message: str,
+        *,
+        account_answered: bool = False,
+        phase_counts: Mapping[Phase, int] | None = None,
+    ) -> CycleOutcome:
+        return cls(
+            ok=False,
+            reason=reason,
+            message=message,
+            account_answered=account_answered,
+            phase_counts=phase_counts,
+        )
+
+    @classmethod
+    def suspended(cls, *, account_answered: bool) -> CycleOutcome:
+        """EGP is not called; Ready keeps what the last cycle found."""
+        return cls(
+            ok=False,
+            reason=Reason.SUSPENDED,
+            message="spec.suspend is true: EGP is not called and nothing is mirrored",
+            account_answered=account_answered,
+        )
 
 
 def source_status(
@@ -64,7 +96,7 @@ def source_status(
     ready = condition(
         READY,
         outcome.account_answered,
-        "AccountReachable" if outcome.account_answered else outcome.reason,
+        Reason.ACCOUNT_REACHABLE if outcome.account_answered else outcome.reason,
         "EGP answered the listing" if outcome.account_answered else message,
         now=stamp,
         previous=conditions,
@@ -104,37 +136,16 @@ def progressing_status(
         "conditions": [
             *kept,
             *progress_conditions(
-                RECONCILING, "Progressing", message, now=stamp, previous=conditions
+                RECONCILING, Reason.PROGRESSING, message, now=stamp, previous=conditions
             ),
         ],
     }
 
 
-#: Outcomes that no retry will change: a human must fix the credentials, the spec, the
-#: endpoint or a setting. kstatus reads them as Failed; every other failure is retried, and
-#: reads as InProgress (Reconciling) while it is.
-STALLED_REASONS: Final = frozenset(
-    {
-        AuthenticationError.reason,
-        PermissionDeniedError.reason,
-        ValidationError.reason,
-        EndpointRefusedError.reason,
-        MalformedResponseError.reason,
-        ResponseTooLargeError.reason,
-        TooManyModelsError.reason,
-        "SecretNotFound",
-        "SecretUnreadable",
-        "SecretKeyNotFound",
-        "SecretKeyInvalid",
-        "InvalidSpec",
-    }
-)
-
-
 def progress_of(outcome: CycleOutcome) -> str | None:
     """Which of kstatus' conditions a cycle's outcome sets: none for a complete or suspended
     sync, Stalled when a human is needed, Reconciling while a retry may heal it."""
-    if outcome.ok or outcome.reason == "Suspended":
+    if outcome.ok or outcome.reason == Reason.SUSPENDED:
         return None
     return STALLED if outcome.reason in STALLED_REASONS else RECONCILING
 
@@ -159,4 +170,4 @@ def _heartbeat_due(previous: Mapping[str, Any], now: datetime, heartbeat: timede
     last = previous.get("lastSyncTime")
     if not last:
         return True
-    return now - datetime.fromisoformat(str(last).replace("Z", "+00:00")) >= heartbeat
+    return now - parse_timestamp(last) >= heartbeat

@@ -25,7 +25,7 @@ def holder(model_id: str, source: str = "prod", uid: str = "uid-source") -> dict
 
 async def apply_create(kube: FakeKube) -> Any:
     kube.create_errors["model-abc"] = KubeError(409, "AlreadyExists", "exists")
-    return await Applier(kube).apply(Plan(creates=[CREATE]), SOURCE, {}, NOW)  # type: ignore[arg-type]
+    return await Applier(kube).apply(Plan(creates=[CREATE]), SOURCE, {}, NOW)
 
 
 async def test_a_name_already_held_by_this_sources_mirror_of_the_model_converges() -> None:

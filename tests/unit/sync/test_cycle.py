@@ -41,7 +41,7 @@ def secret(value: str, namespace: str = NAMESPACE, name: str = "egp-credentials"
 
 
 def syncer(kube: FakeKube, **settings: Any) -> SourceSyncer:
-    return SourceSyncer(kube, Settings(**settings))  # type: ignore[arg-type]
+    return SourceSyncer(kube, Settings(**settings))
 
 
 def last_status(kube: FakeKube) -> dict[str, Any]:

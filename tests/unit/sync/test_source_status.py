@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from egp_operator.sync.source_status import CycleOutcome, source_status
+from egp_operator.vocabulary import Reason
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 HEARTBEAT = timedelta(minutes=5)
-OK = CycleOutcome(True, "Synced", "Mirrored 2 models", True, {"Ready": 1, "Failed": 1})
+OK = CycleOutcome.synced("Mirrored 2 models", {"Ready": 1, "Failed": 1})
 
 
 def conditions(status: dict[str, object]) -> dict[str, tuple[str, str]]:
@@ -59,7 +60,7 @@ def test_an_unchanged_status_is_not_rewritten_until_the_heartbeat() -> None:
 def test_an_auth_failure_keeps_counts_and_last_success_and_says_why() -> None:
     good = source_status({}, OK, generation=1, now=T0, heartbeat=HEARTBEAT)
     assert good is not None
-    failed = CycleOutcome(False, "AuthenticationFailed", "EGP answered 401", False)
+    failed = CycleOutcome.failed(Reason.AUTHENTICATION_FAILED, "EGP answered 401")
 
     status = source_status(
         good, failed, generation=1, now=T0 + timedelta(minutes=1), heartbeat=HEARTBEAT
@@ -78,7 +79,9 @@ def test_an_auth_failure_keeps_counts_and_last_success_and_says_why() -> None:
 
 
 def test_an_incomplete_listing_means_the_account_answered_but_nothing_synced() -> None:
-    outcome = CycleOutcome(False, "IncompleteListing", "failed on page 3", True)
+    outcome = CycleOutcome.failed(
+        Reason.INCOMPLETE_LISTING, "failed on page 3", account_answered=True
+    )
 
     status = source_status({}, outcome, generation=1, now=T0, heartbeat=HEARTBEAT)
 
@@ -121,7 +124,7 @@ def test_the_handled_sync_request_is_echoed_and_kept_until_the_next() -> None:
 def test_a_failure_that_needs_a_human_is_stalled_and_a_retried_one_reconciling(
     reason: str, progress: str | None
 ) -> None:
-    outcome = CycleOutcome(False, reason, "why", False)
+    outcome = CycleOutcome.failed(Reason(reason), "why")
 
     status = source_status({}, outcome, generation=1, now=T0, heartbeat=HEARTBEAT)
 
