@@ -306,7 +306,7 @@ def test_model_status_rendered_by_the_resource_model_is_stored_unchanged(
         extra_fields={"new_field": None, "other": 1.5},
         truncated_fields=["modelMetadata"],
         missing_since=NOW,
-        last_sync_time=NOW,
+        observed_generation=1,
         conditions=[
             Condition(type="Ready", status="True", reason="Ready", last_transition_time=NOW),
             Condition(
@@ -315,7 +315,6 @@ def test_model_status_rendered_by_the_resource_model_is_stored_unchanged(
                 reason="Synced",
                 message="seen upstream",
                 last_transition_time=NOW,
-                observed_generation=1,
             ),
         ],
     ).to_k8s()

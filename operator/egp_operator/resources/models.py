@@ -1,5 +1,7 @@
 """Pydantic models of the `egp-operator.io/v1alpha1` resources: one source of truth for the
-CRD schemas (`resources/crds.py`), for reading specs and for writing status.
+CRD schemas (`resources/crds.py`), for reading specs, and for the shape of every status. The
+statuses themselves are built as plain dicts on the hot path (sync/rendering.py,
+sync/source_status.py); tests/unit/sync/test_status_shape.py holds them to these models.
 
 Field names are Python's; aliases are the Kubernetes (camelCase) names. Dump with
 `by_alias=True, exclude_none=True` to get what the API server stores.
@@ -173,11 +175,6 @@ class Condition(_Resource):
         alias="lastTransitionTime",
         description="When status last changed (RFC 3339).",
     )
-    observed_generation: int | None = Field(
-        default=None,
-        alias="observedGeneration",
-        description="The metadata.generation this condition was computed from.",
-    )
 
 
 class ModelCounts(_Resource):
@@ -308,11 +305,6 @@ class EGPModelStatus(_Resource):
         default=None,
         alias="missingSince",
         description="When the model was first found missing upstream (RFC 3339).",
-    )
-    last_sync_time: str | None = Field(
-        default=None,
-        alias="lastSyncTime",
-        description="When this status was last compared with EGP (RFC 3339).",
     )
     observed_generation: int | None = Field(
         default=None,
