@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,16 +16,15 @@ def _run(args: argparse.Namespace) -> int:
     import egp_operator.handlers  # noqa: F401 - registers the handlers with kopf
     from egp_operator.settings import Settings
 
-    settings = Settings()
-    port = args.liveness_port if args.liveness_port is not None else settings.liveness_port
-    if args.metrics_port is not None:
-        os.environ["EGP_OPERATOR_METRICS_PORT"] = str(args.metrics_port)  # read at startup
+    given = {"liveness_port": args.liveness_port, "metrics_port": args.metrics_port}
+    overrides = {name: value for name, value in given.items() if value is not None}
+    settings = Settings().model_copy(update=overrides)  # built once; the handlers get it
     kopf.configure(verbose=args.verbose, log_prefix=True)
     kopf.run(
-        memo=kopf.Memo(namespaces=tuple(args.namespace or ())),
+        memo=kopf.Memo(settings=settings, namespaces=tuple(args.namespace or ())),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
-        liveness_endpoint=f"http://{settings.probe_host}:{port}/healthz",
+        liveness_endpoint=f"http://{settings.probe_host}:{settings.liveness_port}/healthz",
     )
     return 0
 

@@ -25,10 +25,9 @@ from egp_operator.resources.models import (
     SOURCE_PLURAL,
     VERSION,
     EGPSourceSpec,
-    parse_duration,
 )
 from egp_operator.settings import Settings
-from egp_operator.sync.cycle import CycleReport, SourceSyncer, mirrored_from_object
+from egp_operator.sync.cycle import CycleReport, SourceSyncer, mirrored_from_object, read_spec
 from egp_operator.sync.planner import MirroredModel
 from egp_operator.wakeups import Wakeups
 
@@ -39,7 +38,8 @@ ERROR_BACKOFF_START = 5.0
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    operator_settings = Settings()
+    """`memo.settings` comes built from the environment and the command line (cli.py)."""
+    operator_settings: Settings = getattr(memo, "settings", None) or Settings()
     settings.peering.name = operator_settings.peering_name
     settings.peering.priority = (
         operator_settings.priority
@@ -182,20 +182,21 @@ async def notice_source_change(
         wakeups.note(key, event["object"])
 
 
-@kopf.daemon(GROUP, VERSION, SOURCE_PLURAL, cancellation_timeout=30.0)
+# kopf passes each index by its name, which its DaemonFn type cannot say: hence the ignore.
+@kopf.daemon(GROUP, VERSION, SOURCE_PLURAL, cancellation_timeout=30.0)  # type: ignore[arg-type]
 async def sync_source(
     stopped: kopf.DaemonStopped,
     body: kopf.Body,
     name: str,
     namespace: str | None,
     memo: kopf.Memo,
-    **kwargs: Any,
+    egpmodels_by_source: kopf.Index[tuple[str, str], MirroredModel],
+    **_: Any,
 ) -> None:
     """One loop per EGPSource: a cycle at once, then every refreshInterval (with jitter), or
     sooner with a growing backoff after a failure, or at once when its spec or its sync
     request changes. Stops promptly when the source is deleted or the operator pauses for a
     peer."""
-    index: kopf.Index[tuple[str, str], MirroredModel] = kwargs["egpmodels_by_source"]
     syncer: SourceSyncer = memo.syncer
     settings: Settings = memo.settings
     collector: FrozenAfterCycles = memo.collector
@@ -204,14 +205,14 @@ async def sync_source(
     while not stopped:
         woken.clear()  # before reading the body: a change from now on wakes the next sleep
         source = _plain(body)
-        interval = _refresh_interval(source)
-        if (source.get("spec") or {}).get("suspend"):
+        spec = read_spec(source)
+        if isinstance(spec, EGPSourceSpec) and spec.suspend:
             await syncer.mark_suspended(source)
-            await wakeups.sleep(stopped, woken, interval)
+            await wakeups.sleep(stopped, woken, spec.refresh.total_seconds())
             continue
-        mirrored = list(index.get((namespace or "", name), []))
+        mirrored = list(egpmodels_by_source.get((namespace or "", name), []))
         try:
-            report = await syncer.run_cycle(source, mirrored)
+            report = await syncer.run_cycle(source, mirrored, spec=spec)
         except Exception:  # a bug must not kill the loop for good; it is logged and retried
             log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
             report = None
@@ -219,7 +220,10 @@ async def sync_source(
             _log_cycle(namespace or "", name, report)
         collector.after_cycle()
         failures = 0 if report is not None and report.outcome.ok else failures + 1
-        delay = interval if failures == 0 else _backoff(failures, settings)
+        if failures == 0 and isinstance(spec, EGPSourceSpec):
+            delay = spec.refresh.total_seconds()
+        else:
+            delay = _backoff(max(failures, 1), settings)
         jitter = settings.interval_jitter
         await wakeups.sleep(stopped, woken, delay * random.uniform(1 - jitter, 1 + jitter))
     if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
@@ -244,15 +248,6 @@ def _log_cycle(namespace: str, name: str, report: CycleReport) -> None:
         outcome.message,
         writes,
     )
-
-
-def _refresh_interval(source: Mapping[str, Any]) -> float:
-    spec = source.get("spec") or {}
-    try:
-        interval = EGPSourceSpec.model_validate(spec).refresh
-    except ValueError:
-        interval = parse_duration("60s")
-    return float(interval.total_seconds())
 
 
 def _backoff(failures: int, settings: Settings) -> float:

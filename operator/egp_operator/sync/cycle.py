@@ -65,6 +65,25 @@ class CycleReport:
     refresh_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class InvalidSpec:
+    """A spec the operator refuses, and why: the cycle says so in the status."""
+
+    message: str
+
+
+def read_spec(source: Mapping[str, Any]) -> EGPSourceSpec | InvalidSpec:
+    """The source's spec, validated once per loop: the daemon decides on it (suspend, the
+    interval) and hands the same typed spec to the cycle."""
+    try:
+        return EGPSourceSpec.model_validate(source.get("spec") or {})
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        return InvalidSpec(cut(f"Invalid spec: {problems}", MAX_MESSAGE_LENGTH))
+
+
 def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
     """An EGPModel as the planner sees it (from the index or a LIST)."""
     meta = obj.get("metadata", {})
@@ -111,9 +130,13 @@ class SourceSyncer:
         source: Mapping[str, Any],
         mirrored: Iterable[MirroredModel],
         *,
+        spec: EGPSourceSpec | InvalidSpec | None = None,
         dry_run: bool = False,
     ) -> CycleReport:
+        """One cycle of `source`; `spec` is its spec as `read_spec` gave it (read here when
+        the caller has not)."""
         started = time.monotonic()
+        spec = spec if spec is not None else read_spec(source)
         meta = source["metadata"]
         identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
         previous = source.get("status") or {}
@@ -123,7 +146,7 @@ class SourceSyncer:
                 identity, progressing_status(previous, generation=generation, now=self.clock())
             )
         try:
-            report = await self._validated_cycle(identity, source, mirrored, dry_run=dry_run)
+            report = await self._validated_cycle(identity, spec, mirrored, dry_run=dry_run)
         except Exception as error:  # a bug: said in the status, the metrics and the log
             log.exception(
                 "sync cycle of EGPSource %s/%s crashed", identity.namespace, identity.name
@@ -147,19 +170,13 @@ class SourceSyncer:
     async def _validated_cycle(
         self,
         identity: SourceIdentity,
-        source: Mapping[str, Any],
+        spec: EGPSourceSpec | InvalidSpec,
         mirrored: Iterable[MirroredModel],
         *,
         dry_run: bool,
     ) -> CycleReport:
-        try:
-            spec = EGPSourceSpec.model_validate(source.get("spec") or {})
-        except pydantic.ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-            )
-            message = cut(f"Invalid spec: {problems}", MAX_MESSAGE_LENGTH)
-            return CycleReport(CycleOutcome.failed(Reason.INVALID_SPEC, message))
+        if isinstance(spec, InvalidSpec):
+            return CycleReport(CycleOutcome.failed(Reason.INVALID_SPEC, spec.message))
         deadline = self.settings.cycle_deadline_seconds
         try:
             async with asyncio.timeout(deadline):

@@ -1,5 +1,6 @@
-"""A small in-memory stand-in for `KubeClient`, for unit tests of the cycle's decisions: it
-answers GETs from a dict of objects by path and records every request it was asked."""
+"""A small in-memory stand-in for the Kubernetes API (`kube.KubeAPI`), for unit tests of the
+cycle's and the applier's decisions: it answers GETs from a dict of objects by path, fails the
+requests a test tells it to, and records every request it was asked, in order."""
 
 from __future__ import annotations
 
@@ -14,31 +15,39 @@ class FakeKube:
     def __init__(self, objects: dict[str, Any] | None = None) -> None:
         self.objects: dict[str, Any] = dict(objects or {})
         self.requests: list[tuple[str, str, Any]] = []
+        #: Creates that fail, by the object's name.
         self.create_errors: dict[str, KubeError] = {}
+        #: Other requests that fail, by (method, path).
+        self.errors: dict[tuple[str, str], KubeError] = {}
+
+    def _answer(self, method: str, path: str, body: Any) -> None:
+        self.requests.append((method, path, body))
+        if (method, path) in self.errors:
+            raise self.errors[method, path]
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        self.requests.append(("GET", path, params))
+        self._answer("GET", path, params)
         if path not in self.objects:
             raise KubeError(404, "NotFound", f"{path} not found")
         return self.objects[path]
 
     async def create(self, path: str, body: Any) -> Any:
-        self.requests.append(("POST", path, body))
+        self._answer("POST", path, body)
         name = body.get("metadata", {}).get("name", "")
         if name in self.create_errors:
             raise self.create_errors[name]
         return body
 
     async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> Any:
-        self.requests.append(("PATCH", path, operations))
+        self._answer("PATCH", path, operations)
         return {}
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> Any:
-        self.requests.append(("PATCH", path, body))
+        self._answer("PATCH", path, body)
         return {}
 
     async def delete(self, path: str) -> Any:
-        self.requests.append(("DELETE", path, None))
+        self._answer("DELETE", path, None)
         return {}
 
     def paths(self, method: str) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from egp_operator.kube import KubeError
 from egp_operator.sync.applier import Applier, SourceIdentity
-from egp_operator.sync.planner import Create, Plan
+from egp_operator.sync.planner import Create, Delete, Event, Plan, Update
 from tests.unit.sync.fake_kube import FakeKube
 
 SOURCE = SourceIdentity("team-a", "prod", "uid-source")
@@ -47,3 +47,61 @@ async def test_a_name_held_by_another_model_is_left_alone_and_reported() -> None
         assert kube.status_writes() == []
         [error] = result.errors
         assert "held by an object that is not this source's mirror" in error
+
+
+async def test_a_create_writes_the_object_owned_by_its_source_then_its_status() -> None:
+    kube = FakeKube()
+
+    result = await Applier(kube).apply(Plan(creates=[CREATE]), SOURCE, {}, NOW)
+
+    assert (result.created, result.errors) == (1, [])
+    [(first, _, body), (second, path, operations)] = kube.requests
+    assert (first, second) == ("POST", "PATCH")
+    assert path == f"{PATH}/status"  # the status subresource: a create cannot set it
+    assert operations == [{"op": "add", "path": "/status", "value": CREATE.status}]
+    [owner] = body["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("EGPSource", "prod", "uid-source")
+    assert owner["controller"] is True
+
+
+async def test_an_object_deleted_under_an_update_converges_next_cycle_not_an_error() -> None:
+    kube = FakeKube()
+    kube.errors["PATCH", f"{PATH}/status"] = KubeError(404, "NotFound", "gone")
+    update = Update("model-abc", "m-1", labels=None, status={"phase": "Failed"})
+
+    result = await Applier(kube).apply(Plan(updates=[update]), SOURCE, {}, NOW)
+
+    assert result.errors == []
+    assert result.converged == 1
+
+
+async def test_a_failed_label_write_is_reported_and_the_status_left_for_the_next_cycle() -> None:
+    kube = FakeKube()
+    kube.errors["PATCH", PATH] = KubeError(500, "InternalError", "etcd timeout")
+    update = Update("model-abc", "m-1", labels={"a": "b"}, status={"phase": "Failed"})
+
+    result = await Applier(kube).apply(Plan(updates=[update]), SOURCE, {}, NOW)
+
+    assert kube.status_writes() == []
+    [error] = result.errors
+    assert "label model-abc" in error
+
+
+async def test_deleting_what_is_already_gone_is_not_an_error() -> None:
+    kube = FakeKube()
+    kube.errors["DELETE", PATH] = KubeError(404, "NotFound", "gone")
+    gone = Delete("model-abc", "m-1", "missing for 1h")
+
+    result = await Applier(kube).apply(Plan(deletes=[gone]), SOURCE, {}, NOW)
+
+    assert (result.deleted, result.errors) == (0, [])
+
+
+async def test_an_event_that_cannot_be_posted_does_not_fail_the_cycle() -> None:
+    kube = FakeKube()
+    kube.errors["POST", "/api/v1/namespaces/team-a/events"] = KubeError(403, "Forbidden", "no")
+    event = Event("model-abc", "Warning", "Failed", "Phase changed from Ready to Failed")
+
+    result = await Applier(kube).apply(Plan(events=[event]), SOURCE, {"model-abc": "u"}, NOW)
+
+    assert (result.events, result.errors) == (0, [])
