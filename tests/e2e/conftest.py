@@ -19,7 +19,7 @@ from kubernetes import client
 
 from egp_testbench.cluster import ClusterError, LocalControlPlane, find_bin_dir
 from egp_testbench.fake_egp import FakeEGPServer
-from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, OperatorProcess
+from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, OperatorProcess, running_operator
 from tests.e2e.polling import eventually
 
 E2E_DIR = Path(__file__).parent
@@ -192,24 +192,14 @@ def operator(
     in production (per module, so a module may kill it or run its own). The status heartbeat
     is long so that a steady state is truly write-free in a test; EGP timeouts are short so
     that a hanging EGP shows within a test's patience."""
-    log_file = tmp_path_factory.mktemp("operator") / "operator.log"
-    replica = OperatorProcess(
+    with running_operator(
         control_plane.kubeconfig,
-        log_file,
+        tmp_path_factory.mktemp("operator") / "operator.log",
         status_heartbeat_seconds="3600",
         egp_timeout_seconds="3",
         egp_max_retries="2",
-    )
-    try:
-        eventually(
-            lambda: "Resuming operations" in replica.log() or "cycle of" in replica.log(),
-            timeout=60,
-            what="the operator to start",
-        )
+    ) as replica:
         yield replica
-    finally:
-        replica.stop()
-        print(replica.log()[-5000:])
 
 
 @pytest.fixture

@@ -4,6 +4,9 @@ the real API server, plus helpers to read what it mirrored."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -102,6 +105,25 @@ class Mirror:
 
     def resource_versions(self) -> dict[str, str]:
         return {m["metadata"]["name"]: m["metadata"]["resourceVersion"] for m in self.models()}
+
+
+@contextmanager
+def running_operator(
+    kubeconfig: Path, log_file: Path, **settings: str
+) -> Iterator[OperatorProcess]:
+    """One replica of the operator as in production, once kopf has started; stopped after,
+    its log's tail printed for the test report."""
+    replica = OperatorProcess(kubeconfig, log_file, **settings)
+    try:
+        eventually(
+            lambda: "Resuming operations" in replica.log() or "cycle of" in replica.log(),
+            timeout=60,
+            what="the operator to start",
+        )
+        yield replica
+    finally:
+        replica.stop()
+        print(replica.log()[-5000:])
 
 
 INTERVAL = 10  # seconds: the smallest refreshInterval a source may ask for

@@ -21,7 +21,7 @@ from kubernetes import client
 from egp_operator.resources.models import GROUP, VERSION
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
-from egp_testbench.processes import free_port
+from egp_testbench.processes import free_port, stop_group
 from tests.e2e.harness import Mirror, scrape, start_source, sync_now, wait_mirrored
 from tests.e2e.polling import eventually
 
@@ -148,16 +148,12 @@ def kube_state_metrics_process(
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         yield KubeStateMetrics(process, log_file, f"http://127.0.0.1:{port}/metrics")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_group(process.pid, timeout=15, running=lambda: process.poll() is None)
         print(log_file.read_text()[-3000:])
 
 

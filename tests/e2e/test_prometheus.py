@@ -23,8 +23,8 @@ import yaml
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from egp_testbench.operator_process import OperatorProcess
-from egp_testbench.processes import free_port
-from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, start_source
+from egp_testbench.processes import free_port, stop_group
+from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, running_operator, start_source
 from tests.e2e.polling import eventually
 from tests.unit.test_deploy import dashboard_queries, dashboard_variables
 
@@ -41,23 +41,14 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     """One replica as in production, whose failing sources retry every 5 s at most (so that
     error rates show within seconds) and whose EGP timeout outlasts the slow upstream."""
-    replica = OperatorProcess(
+    with running_operator(
         control_plane.kubeconfig,
         tmp_path_factory.mktemp("operator") / "operator.log",
         egp_timeout_seconds=str(SLOW_UPSTREAM + 10),
         egp_max_retries="1",
         error_backoff_max_seconds="5",
-    )
-    try:
-        eventually(
-            lambda: "Resuming operations" in replica.log() or "cycle of" in replica.log(),
-            timeout=60,
-            what="the operator to start",
-        )
+    ) as replica:
         yield replica
-    finally:
-        replica.stop()
-        print(replica.log()[-5000:])
 
 
 def compressed_rules() -> dict[str, Any]:
@@ -112,6 +103,7 @@ def prometheus(
             cwd=tmp_path,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -126,12 +118,7 @@ def prometheus(
         eventually(ready, timeout=30, what="Prometheus to be ready")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_group(process.pid, timeout=15, running=lambda: process.poll() is None)
 
 
 def ready_models(count: int, seed: int) -> list[dict[str, Any]]:

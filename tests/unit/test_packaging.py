@@ -67,3 +67,37 @@ def test_the_command_offers_only_the_operators_own_subcommands() -> None:
 
     assert "{run,sync,crds}" in shown
     assert "fake-egp" not in shown
+
+
+def layout_paths() -> set[Path]:
+    """The paths the README's layout section names: a line at the left margin names a folder
+    of the repo, an indented one files or folders in the last such folder."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    named, folder = set(), REPO
+    for line in block.splitlines()[1:]:
+        tokens = line.split()
+        if not tokens:
+            continue
+        if not line.startswith(" "):
+            folder = REPO / tokens[0]
+            named.add(folder)
+            continue
+        for token in tokens:
+            if token.endswith((".py", "/")):
+                named.add(folder / token)
+            else:
+                break  # the description starts
+    return named
+
+
+def test_the_readme_layout_matches_the_tree() -> None:
+    named = layout_paths()
+    package = REPO / "operator" / "egp_operator"
+    modules = {p for p in package.iterdir() if p.name != "__init__.py" and p.suffix == ".py"}
+    subpackages = {p for p in package.iterdir() if (p / "__init__.py").is_file()}
+
+    assert [str(p.relative_to(REPO)) for p in named if not p.exists()] == []
+    missing = {p.name for p in modules if p not in named}
+    missing |= {p.name for p in subpackages if Path(f"{p}/") not in named}
+    assert missing == set()
