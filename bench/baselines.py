@@ -33,6 +33,7 @@ from egp_operator.resources.models import (
     SOURCE_KIND,
     VERSION,
 )
+from egp_operator.sync.model_status import observed_status
 from egp_operator.sync.naming import object_name, short_hash
 from egp_operator.sync.planner import (
     Create,
@@ -40,9 +41,8 @@ from egp_operator.sync.planner import (
     Plan,
     SourcePolicy,
     Update,
-    plan,
+    make_plan,
 )
-from egp_operator.sync.rendering import observed_status
 from egp_operator.vocabulary import timestamp
 
 
@@ -65,7 +65,7 @@ def parse(models: Iterable[dict[str, Any]]) -> list[InferenceModel]:
 
 
 def initial_plan(listing: Sequence[InferenceModel], namespace: str, source: str) -> Plan:
-    return plan(listing, [], SourcePolicy(namespace, source), datetime.now(UTC))
+    return make_plan(listing, [], SourcePolicy(namespace, source), datetime.now(UTC))
 
 
 def churn_plan(
@@ -74,7 +74,7 @@ def churn_plan(
     namespace: str,
     source: str,
 ) -> Plan:
-    return plan(listing, mirrored, SourcePolicy(namespace, source), datetime.now(UTC))
+    return make_plan(listing, mirrored, SourcePolicy(namespace, source), datetime.now(UTC))
 
 
 def mirrored_after(creates: Sequence[Create]) -> list[MirroredModel]:

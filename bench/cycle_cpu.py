@@ -1,7 +1,7 @@
 """CPU of one steady sync cycle without Kubernetes: list N unchanged models from the local EGP
 server and plan them against their mirror. This is the part of a cycle that the operator's own
 code decides (the writes of a steady state are zero), so it is what a change to the client, the
-planner or the rendering moves.
+planner or the status builders move.
 
     .venv/bin/python -m bench.cycle_cpu --models 10000 --cycles 7
     PYTHONPATH=/path/to/other/checkout/operator .venv/bin/python -m bench.cycle_cpu ...
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.procs import FakeEGPProcess
 from egp_operator.egp import EGPClient, InferenceModel
-from egp_operator.sync.planner import MirroredModel, SourcePolicy, plan
+from egp_operator.sync.planner import MirroredModel, SourcePolicy, make_plan
 
 API_KEY = "sk-bench-cycle-cpu"
 ACCOUNT = "acct-cycle-cpu"
@@ -39,13 +39,13 @@ async def _list(url: str, page_size: int) -> tuple[float, list[InferenceModel]]:
 async def measure(url: str, *, cycles: int, page_size: int) -> list[float]:
     _, models = await _list(url, page_size)
     now = datetime.now(UTC)
-    first = plan(models, [], POLICY, now)
+    first = make_plan(models, [], POLICY, now)
     mirrored = [MirroredModel(c.name, c.model_id, c.labels, c.status) for c in first.creates]
     seconds: list[float] = []
     for _ in range(cycles):
         listing_cpu, models = await _list(url, page_size)
         cpu = time.process_time()
-        steady = plan(models, mirrored, POLICY, now)
+        steady = make_plan(models, mirrored, POLICY, now)
         seconds.append(listing_cpu + time.process_time() - cpu)
         if not steady.is_empty:
             raise SystemExit("a steady cycle planned writes: not a steady state")

@@ -34,9 +34,9 @@ from bench.kubeapi import (
 from bench.procs import BenchError, FakeEGPProcess, OperatorProcess, cpu_seconds
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
+from egp_operator.sync.model_status import phase_of
 from egp_operator.sync.naming import object_name
 from egp_operator.sync.planner import MirroredModel, Plan
-from egp_operator.sync.rendering import phase_of
 from egp_testbench.cluster import LocalControlPlane
 
 API_KEY: Final = "sk-bench-3f9a1c7e"

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from egp_operator.sync.model_status import mask_env_vars
 from egp_operator.sync.naming import object_name
-from egp_operator.sync.rendering import mask_env_vars
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.e2e.harness import (

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from egp_operator.sync.rendering import PHASE_BY_STATUS
+from egp_operator.sync.model_status import PHASE_BY_STATUS
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from tests.e2e.harness import (

@@ -38,6 +38,7 @@ from egp_operator.egp import (
 )
 from egp_operator.egp.client import ModelListing, ReadLimits, RetryPolicy, check_api_key
 from egp_operator.metrics import KNOWN_CODES, KNOWN_VENDORS, code_label, vendor_label
+from egp_operator.sync.model_status import cap_size, missing_status
 from egp_operator.sync.naming import (
     MANAGED_BY_LABEL,
     MODEL_ID_LABEL,
@@ -46,8 +47,7 @@ from egp_operator.sync.naming import (
     TYPE_LABEL,
     VENDOR_LABEL,
 )
-from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
-from egp_operator.sync.rendering import cap_size, missing_status
+from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, make_plan
 from egp_operator.sync.source_status import CycleOutcome, source_status
 from egp_operator.vocabulary import Reason, timestamp
 from tests.unit.fuzz_strategies import (
@@ -312,7 +312,7 @@ def test_a_page_with_nan_or_infinity_never_yields_a_status_kubernetes_cannot_par
     if isinstance(outcome, EGPError):
         assert isinstance(outcome, MalformedResponseError)
         return
-    for create in plan(outcome.models, [], SourcePolicy("team-a", "prod"), T0).creates:
+    for create in make_plan(outcome.models, [], SourcePolicy("team-a", "prod"), T0).creates:
         json.dumps(create.status, allow_nan=False)  # ValueError: what the API server refuses
 
 
@@ -412,7 +412,7 @@ def test_any_listing_plans_valid_objects_and_bounded_statuses_then_no_writes(
     refused = [m.id for m in models if len(m.id) > MAX_MODEL_ID_LENGTH]
     accepted = [m.id for m in models if len(m.id) <= MAX_MODEL_ID_LENGTH]
 
-    first = plan(models, [], case.policy, T0)
+    first = make_plan(models, [], case.policy, T0)
 
     assert first.refused == refused
     assert not first.updates, "a first cycle only creates"
@@ -431,14 +431,14 @@ def test_any_listing_plans_valid_objects_and_bounded_statuses_then_no_writes(
     event(f"truncated: {any('truncatedFields' in c.status for c in first.creates)}")
     mirrored = _mirror(first)
 
-    second = plan(models, mirrored, case.policy, T0 + timedelta(minutes=5))
+    second = make_plan(models, mirrored, case.policy, T0 + timedelta(minutes=5))
 
     assert second.is_empty, "an unchanged listing planned writes"
     assert second.refused == refused
     assert second.model_counts == first.model_counts
 
     third_listing = _third_listing(models, case)
-    third = plan(third_listing, mirrored, case.policy, T0 + timedelta(minutes=10))
+    third = make_plan(third_listing, mirrored, case.policy, T0 + timedelta(minutes=10))
 
     listed = {m.id for m in third_listing}
     assert not third.creates

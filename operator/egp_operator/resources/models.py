@@ -1,6 +1,6 @@
 """Pydantic models of the `egp-operator.io/v1alpha1` resources: one source of truth for the
 CRD schemas (`resources/crds.py`), for reading specs, and for the shape of every status. The
-statuses themselves are built as plain dicts on the hot path (sync/rendering.py,
+statuses themselves are built as plain dicts on the hot path (sync/model_status.py,
 sync/source_status.py); tests/unit/sync/test_status_shape.py holds them to these models.
 
 Field names are Python's; aliases are the Kubernetes (camelCase) names. Dump with

@@ -37,7 +37,7 @@ from egp_operator.resources.models import (
 from egp_operator.settings import Settings
 from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
 from egp_operator.sync.naming import SOURCE_LABEL, label_value
-from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
+from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, make_plan
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
 from egp_operator.vocabulary import READY, Reason
 from egp_operator.wakeups import sync_request
@@ -242,24 +242,24 @@ class SourceSyncer:
                 )
         now = self.clock()
         policy = SourcePolicy(source.namespace, source.name, spec.deletion_policy, spec.grace)
-        the_plan = plan(listing.models, mirrored, policy, now)
-        message = f"Mirrored {len(listing.models) - len(the_plan.refused)} models"
-        if the_plan.refused:
+        plan = make_plan(listing.models, mirrored, policy, now)
+        message = f"Mirrored {len(listing.models) - len(plan.refused)} models"
+        if plan.refused:
             message += (
-                f"; {len(the_plan.refused)} not mirrored: an id longer than"
+                f"; {len(plan.refused)} not mirrored: an id longer than"
                 f" {MAX_MODEL_ID_LENGTH} characters"
             )
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, message)
         report = CycleReport(
-            CycleOutcome.synced(message, the_plan.phase_counts),
-            plan=the_plan,
+            CycleOutcome.synced(message, plan.phase_counts),
+            plan=plan,
             egp_requests=listing.requests,
             egp_answers=client.status_counts,
         )
-        if dry_run or the_plan.is_empty:
+        if dry_run or plan.is_empty:
             return report
         uids = {m.name: m.uid for m in mirrored}
-        report.applied = await self.applier.apply(the_plan, source, uids, now)
+        report.applied = await self.applier.apply(plan, source, uids, now)
         if report.applied.errors:
             first = report.applied.errors[0]
             count = len(report.applied.errors)
@@ -267,7 +267,7 @@ class SourceSyncer:
                 Reason.WRITE_FAILED,
                 f"{count} Kubernetes write(s) failed; first: {first}",
                 account_answered=True,
-                phase_counts=the_plan.phase_counts,
+                phase_counts=plan.phase_counts,
             )
         return report
 

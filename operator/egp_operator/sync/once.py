@@ -33,11 +33,11 @@ async def sync_once(source_name: str, *, namespace: str, dry_run: bool, out: Tex
 def render_report(report: CycleReport, *, dry_run: bool) -> str:
     """A readable table of the plan, then the outcome."""
     lines: list[str] = []
-    the_plan = report.plan
-    if the_plan is not None:
+    plan = report.plan
+    if plan is not None:
         rows = [("ACTION", "OBJECT", "MODEL ID", "DETAIL")]
-        rows += [("create", c.name, c.model_id, c.status["phase"]) for c in the_plan.creates]
-        for update in the_plan.updates:
+        rows += [("create", c.name, c.model_id, c.status["phase"]) for c in plan.creates]
+        for update in plan.updates:
             changed = [
                 what
                 for what, new in (("labels", update.labels), ("status", update.status))
@@ -45,22 +45,22 @@ def render_report(report: CycleReport, *, dry_run: bool) -> str:
             ]
             phase = update.status["phase"] if update.status else ""
             rows.append(("update", update.name, update.model_id, f"{'+'.join(changed)} {phase}"))
-        rows += [("delete", d.name, d.model_id, d.reason) for d in the_plan.deletes]
-        rows += [("event", e.object_name, "", f"{e.type} {e.reason}") for e in the_plan.events]
+        rows += [("delete", d.name, d.model_id, d.reason) for d in plan.deletes]
+        rows += [("event", e.object_name, "", f"{e.type} {e.reason}") for e in plan.events]
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines += [
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
             for row in rows
         ]
-        counts = ", ".join(f"{phase}={n}" for phase, n in the_plan.phase_counts.items() if n)
+        counts = ", ".join(f"{phase}={n}" for phase, n in plan.phase_counts.items() if n)
         lines.append(f"models by phase: {counts or 'none'}")
     verb = "would be written (dry run)" if dry_run else "written"
-    if the_plan is not None and the_plan.is_empty:
+    if plan is not None and plan.is_empty:
         lines.append("nothing to write: the mirror is up to date")
-    elif the_plan is not None:
+    elif plan is not None:
         lines.append(
-            f"{len(the_plan.creates)} create(s), {len(the_plan.updates)} update(s), "
-            f"{len(the_plan.deletes)} delete(s) {verb}"
+            f"{len(plan.creates)} create(s), {len(plan.updates)} update(s), "
+            f"{len(plan.deletes)} delete(s) {verb}"
         )
     outcome = report.outcome
     lines.append(f"outcome: {outcome.reason}: {outcome.message}")

@@ -16,8 +16,8 @@ from typing import Any, Final
 from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import MODEL_KIND, PHASES, SOURCE_KIND, DeletionPolicy, Phase
+from egp_operator.sync.model_status import missing_status, observed_status
 from egp_operator.sync.naming import model_labels, object_name
-from egp_operator.sync.rendering import missing_status, observed_status
 from egp_operator.vocabulary import READY, parse_timestamp, timestamp
 
 WARNING_PHASES: Final = frozenset({"Failed", "DeploymentTimeout", "Missing", "Unknown"})
@@ -104,7 +104,7 @@ class Plan:
         return not (self.creates or self.updates or self.deletes or self.events)
 
 
-def plan(
+def make_plan(
     listing: Iterable[InferenceModel],
     mirrored: Iterable[MirroredModel],
     policy: SourcePolicy,

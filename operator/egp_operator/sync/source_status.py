@@ -14,7 +14,7 @@ from typing import Any
 
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut, storable_text
 from egp_operator.resources.models import Phase
-from egp_operator.sync.rendering import progress_conditions
+from egp_operator.sync.model_status import progress_conditions
 from egp_operator.vocabulary import (
     READY,
     RECONCILING,

@@ -134,7 +134,7 @@ async def test_a_bug_in_a_cycle_becomes_a_status_a_metric_and_a_traceback(
     async def listing(self: EGPClient, **_: Any) -> Any:
         return type("Listing", (), {"models": (), "requests": 1})()
 
-    monkeypatch.setattr(cycle, "plan", broken_planner)
+    monkeypatch.setattr(cycle, "make_plan", broken_planner)
     monkeypatch.setattr(EGPClient, "list_models", listing)
     kube = FakeKube({SECRET_PATH: secret(KEY)})
     errors = metrics.SYNC_ERRORS.labels(NAMESPACE, SOURCE, "InternalError")

@@ -11,7 +11,7 @@ import pytest
 from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp import InferenceModel
 from egp_operator.sync.naming import PHASE_LABEL
-from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, plan
+from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, make_plan
 from egp_testbench.fake_egp import generate_models
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -55,7 +55,7 @@ def apply(mirrored: list[MirroredModel], result: Plan) -> list[MirroredModel]:
 
 
 def test_a_new_model_is_created_with_its_phase_labels_and_ready_condition() -> None:
-    result = plan([upstream()], [], POLICY, T0)
+    result = make_plan([upstream()], [], POLICY, T0)
 
     [create] = result.creates
     assert create.model_id == "m-1"
@@ -80,7 +80,7 @@ def test_a_new_model_is_created_with_its_phase_labels_and_ready_condition() -> N
 def test_upstream_status_maps_to_phase_and_ready(
     status: str | None, phase: str, ready: str
 ) -> None:
-    [create] = plan([upstream(status=status)], [], POLICY, T0).creates
+    [create] = make_plan([upstream(status=status)], [], POLICY, T0).creates
 
     condition = next(c for c in create.status["conditions"] if c["type"] == "Ready")
     assert create.status["phase"] == phase
@@ -89,18 +89,18 @@ def test_upstream_status_maps_to_phase_and_ready(
 
 def test_a_steady_state_plans_no_writes() -> None:
     models = [InferenceModel.model_validate(m) for m in generate_models(200, seed=1)]
-    mirrored = mirror(plan(models, [], POLICY, T0))
+    mirrored = mirror(make_plan(models, [], POLICY, T0))
 
-    again = plan(models, mirrored, POLICY, T0 + timedelta(minutes=5))
+    again = make_plan(models, mirrored, POLICY, T0 + timedelta(minutes=5))
 
     assert again.is_empty
     assert sum(again.phase_counts.values()) == 200
 
 
 def test_a_status_change_updates_status_and_phase_label_with_one_event() -> None:
-    mirrored = mirror(plan([upstream(status="deploying")], [], POLICY, T0))
+    mirrored = mirror(make_plan([upstream(status="deploying")], [], POLICY, T0))
 
-    result = plan([upstream(status="failed", status_reason="OOMKilled")], mirrored, POLICY, T0)
+    result = make_plan([upstream(status="failed", status_reason="OOMKilled")], mirrored, POLICY, T0)
 
     [update] = result.updates
     assert update.status is not None
@@ -113,20 +113,20 @@ def test_a_status_change_updates_status_and_phase_label_with_one_event() -> None
 
 
 def test_becoming_ready_is_a_normal_event() -> None:
-    mirrored = mirror(plan([upstream(status="deploying")], [], POLICY, T0))
+    mirrored = mirror(make_plan([upstream(status="deploying")], [], POLICY, T0))
 
-    [event] = plan([upstream(status="ready")], mirrored, POLICY, T0).events
+    [event] = make_plan([upstream(status="ready")], mirrored, POLICY, T0).events
 
     assert (event.type, event.reason) == ("Normal", "Ready")
 
 
 def test_last_transition_time_moves_only_when_the_condition_status_changes() -> None:
-    mirrored = mirror(plan([upstream(status="deploying")], [], POLICY, T0))
+    mirrored = mirror(make_plan([upstream(status="deploying")], [], POLICY, T0))
     later, later_still = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
 
-    failed = plan([upstream(status="failed")], mirrored, POLICY, later)
+    failed = make_plan([upstream(status="failed")], mirrored, POLICY, later)
     mirrored = apply(mirrored, failed)
-    ready = plan([upstream(status="ready")], mirrored, POLICY, later_still)
+    ready = make_plan([upstream(status="ready")], mirrored, POLICY, later_still)
 
     def ready_since(result: Plan) -> str:
         [update] = result.updates
@@ -142,9 +142,9 @@ def test_last_transition_time_moves_only_when_the_condition_status_changes() -> 
 
 
 def test_an_upstream_rename_updates_status_but_keeps_the_object_name() -> None:
-    mirrored = mirror(plan([upstream()], [], POLICY, T0))
+    mirrored = mirror(make_plan([upstream()], [], POLICY, T0))
 
-    result = plan([upstream(name="renamed")], mirrored, POLICY, T0)
+    result = make_plan([upstream(name="renamed")], mirrored, POLICY, T0)
 
     [update] = result.updates
     assert update.name == mirrored[0].name
@@ -154,11 +154,11 @@ def test_an_upstream_rename_updates_status_but_keeps_the_object_name() -> None:
 
 
 def test_a_vanished_model_is_marked_missing_under_retain_and_never_deleted() -> None:
-    mirrored = mirror(plan([upstream()], [], POLICY, T0))
+    mirrored = mirror(make_plan([upstream()], [], POLICY, T0))
 
-    first = plan([], mirrored, POLICY, T0)
+    first = make_plan([], mirrored, POLICY, T0)
     mirrored = apply(mirrored, first)
-    much_later = plan([], mirrored, POLICY, T0 + timedelta(days=30))
+    much_later = make_plan([], mirrored, POLICY, T0 + timedelta(days=30))
 
     [update] = first.updates
     assert update.status is not None
@@ -172,11 +172,11 @@ def test_a_vanished_model_is_marked_missing_under_retain_and_never_deleted() -> 
 
 def test_under_delete_a_missing_model_goes_only_after_the_grace_period() -> None:
     policy = SourcePolicy("team-a", "prod", "Delete", timedelta(minutes=10))
-    mirrored = apply([], plan([upstream()], [], policy, T0))
-    mirrored = apply(mirrored, plan([], mirrored, policy, T0))
+    mirrored = apply([], make_plan([upstream()], [], policy, T0))
+    mirrored = apply(mirrored, make_plan([], mirrored, policy, T0))
 
-    within = plan([], mirrored, policy, T0 + timedelta(minutes=9))
-    after = plan([], mirrored, policy, T0 + timedelta(minutes=10))
+    within = make_plan([], mirrored, policy, T0 + timedelta(minutes=9))
+    after = make_plan([], mirrored, policy, T0 + timedelta(minutes=10))
 
     assert within.is_empty
     [delete] = after.deletes
@@ -184,10 +184,10 @@ def test_under_delete_a_missing_model_goes_only_after_the_grace_period() -> None
 
 
 def test_a_model_that_returns_is_no_longer_missing() -> None:
-    mirrored = mirror(plan([upstream()], [], POLICY, T0))
-    mirrored = apply(mirrored, plan([], mirrored, POLICY, T0))
+    mirrored = mirror(make_plan([upstream()], [], POLICY, T0))
+    mirrored = apply(mirrored, make_plan([], mirrored, POLICY, T0))
 
-    [update] = plan([upstream()], mirrored, POLICY, T0).updates
+    [update] = make_plan([upstream()], mirrored, POLICY, T0).updates
 
     assert update.status is not None
     assert update.status["phase"] == "Ready"
@@ -195,15 +195,15 @@ def test_a_model_that_returns_is_no_longer_missing() -> None:
 
 
 def test_a_deleted_object_is_recreated() -> None:
-    first = plan([upstream()], [], POLICY, T0)
+    first = make_plan([upstream()], [], POLICY, T0)
 
-    again = plan([upstream()], [], POLICY, T0)
+    again = make_plan([upstream()], [], POLICY, T0)
 
     assert [c.name for c in again.creates] == [c.name for c in first.creates]
 
 
 def test_an_edited_status_or_label_is_restored() -> None:
-    [original] = mirror(plan([upstream()], [], POLICY, T0))
+    [original] = mirror(make_plan([upstream()], [], POLICY, T0))
     edited = MirroredModel(
         original.name,
         original.model_id,
@@ -211,7 +211,7 @@ def test_an_edited_status_or_label_is_restored() -> None:
         {**original.status, "phase": "Failed"},
     )
 
-    [update] = plan([upstream()], [edited], POLICY, T0).updates
+    [update] = make_plan([upstream()], [edited], POLICY, T0).updates
 
     assert update.labels == original.labels
     assert update.status is not None
@@ -219,11 +219,11 @@ def test_an_edited_status_or_label_is_restored() -> None:
 
 
 def test_duplicate_objects_for_one_model_keep_the_oldest() -> None:
-    [original] = mirror(plan([upstream()], [], POLICY, T0))
+    [original] = mirror(make_plan([upstream()], [], POLICY, T0))
     older = MirroredModel("older", "m-1", original.labels, original.status, "2020-01-01T00:00:00Z")
     newer = MirroredModel("newer", "m-1", original.labels, original.status, "2026-01-01T00:00:00Z")
 
-    result = plan([upstream()], [newer, older], POLICY, T0)
+    result = make_plan([upstream()], [newer, older], POLICY, T0)
 
     assert [d.name for d in result.deletes] == ["newer"]
     assert not result.creates
@@ -232,7 +232,7 @@ def test_duplicate_objects_for_one_model_keep_the_oldest() -> None:
 def test_env_var_values_are_masked_and_keys_kept() -> None:
     configuration = {"model_image": {"env_vars": {"HF_TOKEN": "hf_secret"}, "tag": "v1"}}
 
-    [create] = plan([upstream(vendor_configuration=configuration)], [], POLICY, T0).creates
+    [create] = make_plan([upstream(vendor_configuration=configuration)], [], POLICY, T0).creates
 
     image = create.status["vendorConfiguration"]["model_image"]
     assert image == {"env_vars": {"HF_TOKEN": "***"}, "tag": "v1"}
@@ -242,8 +242,10 @@ def test_a_huge_vendor_configuration_is_left_out_with_a_condition_and_no_churn()
     huge = {"model": "x", "blob": "a" * 3_000_000}
     model = upstream(vendor_configuration=huge)
 
-    [create] = plan([model], [], POLICY, T0).creates
-    again = plan([model], mirror(plan([model], [], POLICY, T0)), POLICY, T0 + timedelta(hours=1))
+    [create] = make_plan([model], [], POLICY, T0).creates
+    again = make_plan(
+        [model], mirror(make_plan([model], [], POLICY, T0)), POLICY, T0 + timedelta(hours=1)
+    )
 
     assert "vendorConfiguration" not in create.status
     assert create.status["truncatedFields"] == ["vendorConfiguration"]
@@ -254,7 +256,7 @@ def test_a_huge_vendor_configuration_is_left_out_with_a_condition_and_no_churn()
 
 
 def test_unknown_upstream_fields_are_kept_in_extra_fields() -> None:
-    [create] = plan([upstream(region="eu-west-1")], [], POLICY, T0).creates
+    [create] = make_plan([upstream(region="eu-west-1")], [], POLICY, T0).creates
 
     assert create.status["extraFields"] == {"region": "eu-west-1"}
 
@@ -263,7 +265,7 @@ def test_hostile_names_give_valid_object_names_and_labels() -> None:
     hostile = ["../../etc/passwd", "Ünïcödé ✨ model", "x" * 300, "", "-_-", "a/b=c,d"]
     models = [upstream(id=f"id-{i}", name=name) for i, name in enumerate(hostile)]
 
-    creates = plan(models, [], POLICY, T0).creates
+    creates = make_plan(models, [], POLICY, T0).creates
 
     dns1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     assert len({c.name for c in creates}) == len(hostile)
@@ -274,9 +276,11 @@ def test_hostile_names_give_valid_object_names_and_labels() -> None:
 
 
 def test_counts_cover_every_phase_including_missing() -> None:
-    mirrored = mirror(plan([upstream(id="a"), upstream(id="b", status="failed")], [], POLICY, T0))
+    mirrored = mirror(
+        make_plan([upstream(id="a"), upstream(id="b", status="failed")], [], POLICY, T0)
+    )
 
-    result = plan([upstream(id="b", status="failed")], mirrored, POLICY, T0)
+    result = make_plan([upstream(id="b", status="failed")], mirrored, POLICY, T0)
 
     assert result.phase_counts["Failed"] == 1
     assert result.phase_counts["Missing"] == 1
@@ -286,7 +290,7 @@ def test_counts_cover_every_phase_including_missing() -> None:
 def test_a_model_whose_id_no_object_can_hold_is_refused_and_the_rest_mirrored() -> None:
     long_id = "x" * (MAX_MODEL_ID_LENGTH + 1)
 
-    result = plan([upstream(id=long_id), upstream(id="m-2")], [], POLICY, T0)
+    result = make_plan([upstream(id=long_id), upstream(id="m-2")], [], POLICY, T0)
 
     assert result.refused == [long_id]
     assert [create.model_id for create in result.creates] == ["m-2"]
@@ -294,10 +298,10 @@ def test_a_model_whose_id_no_object_can_hold_is_refused_and_the_rest_mirrored() 
 
 def test_past_the_event_budget_one_event_on_the_source_counts_the_rest() -> None:
     models = [upstream(id=f"m-{n}", name=f"model-{n}") for n in range(MAX_EVENTS_PER_CYCLE + 30)]
-    first = plan(models, [], POLICY, T0)
+    first = make_plan(models, [], POLICY, T0)
     failing = [upstream(id=m.id, name=m.name, status="failed") for m in models]
 
-    result = plan(failing, mirror(first), POLICY, T0 + timedelta(minutes=1))
+    result = make_plan(failing, mirror(first), POLICY, T0 + timedelta(minutes=1))
 
     assert len(result.updates) == len(models)
     *per_model, aggregate = result.events
@@ -313,13 +317,13 @@ def test_past_the_event_budget_one_event_on_the_source_counts_the_rest() -> None
 
 
 def test_a_label_value_with_a_trailing_newline_is_hashed() -> None:
-    result = plan([upstream(model_vendor="launch\n")], [], POLICY, T0)
+    result = make_plan([upstream(model_vendor="launch\n")], [], POLICY, T0)
 
     [create] = result.creates
     assert create.labels["egp-operator.io/vendor"].startswith("h-")
 
 
 def test_object_names_carry_a_64_bit_hash_of_namespace_source_and_id() -> None:
-    [create] = plan([upstream()], [], POLICY, T0).creates
+    [create] = make_plan([upstream()], [], POLICY, T0).creates
 
     assert re.fullmatch(r"llama-3-8b-support-[0-9a-f]{16}", create.name)

@@ -1,7 +1,7 @@
 """One truth for the status shape: the resource models (which generate the CRDs) describe every
 field the fast status builders write, and nothing else.
 
-The builders (sync/rendering.py, sync/source_status.py) write plain dicts, because validating
+The builders (sync/model_status.py, sync/source_status.py) write plain dicts, because validating
 and dumping a pydantic model per mirrored model adds about 40% to building the statuses (0.19
 CPU-s on top of 0.45 at 10,000 models, on the 2-core machine of bench/RESULTS.md), and a steady
 cycle rebuilds every one. So these tests hold the builders' output, for hostile upstream input too,
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import Condition, EGPModelStatus, EGPSourceStatus
-from egp_operator.sync.rendering import missing_status, observed_status
+from egp_operator.sync.model_status import missing_status, observed_status
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
 from egp_operator.vocabulary import Reason, timestamp
 from tests.unit.fuzz_strategies import build, model_record

@@ -16,7 +16,7 @@ from egp_operator.bounds import (
     MAX_WORD_LENGTH,
 )
 from egp_operator.egp import InferenceModel
-from egp_operator.sync.rendering import missing_status, observed_status
+from egp_operator.sync.model_status import missing_status, observed_status
 
 NOW = "2026-11-29T12:00:00Z"
 
