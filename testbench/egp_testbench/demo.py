@@ -99,8 +99,7 @@ class Demo:
             [
                 sys.executable,
                 "-m",
-                "egp_operator.cli",
-                "fake-egp",
+                "egp_testbench.fake_egp",
                 "--port",
                 str(port),
                 "--api-key",
