@@ -1,0 +1,240 @@
+"""`python -m bench.many_sources`: many EGPSources with a few models each, as platform teams run
+them (one source per team namespace), and what the operator's memory and CPU do over time.
+
+    .venv/bin/python -m bench.many_sources --sources 200 --models 1 --minutes 3 --json /tmp/m.json
+
+One local control plane and one local EGP server (one account per source, `--models` models
+each); the operator runs as in production (`egp-operator run`, cluster-wide), every source
+with `refreshInterval` `--interval`. Once every source exists, the operator's RSS, CPU time,
+sync cycles and requests are sampled every `--sample-every` seconds for `--minutes`; the report
+gives the RSS slope (least squares, MB per hour, over the samples after the first mirror), the
+CPU as a share of a core, and per source and cycle: CPU ms, Kubernetes and EGP requests.
+`--plot FILE.png` draws the RSS series. It measures, it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.kubeapi import KubeAPI, load_crds
+from bench.procs import FakeEGPProcess, OperatorProcess
+from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
+from egp_testbench.cluster import LocalControlPlane, find_bin_dir
+
+REPO = Path(__file__).resolve().parents[1]
+API_KEY = "sk-bench-many-sources"
+MB = 1024 * 1024
+
+
+@dataclass
+class Sample:
+    seconds: float  # since every source was created
+    rss_mb: float
+    cpu_seconds: float
+    cycles: float
+    kube_requests: int
+    egp_requests: int
+
+
+@dataclass
+class Run:
+    command: str
+    sources: int
+    models_per_source: int
+    interval: str
+    idle_rss_mb: float = 0.0
+    mirrored_after_seconds: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+
+    def steady(self) -> list[Sample]:
+        """The samples after every source's first mirror."""
+        return [s for s in self.samples if s.seconds >= self.mirrored_after_seconds]
+
+    def rss_slope_mb_per_hour(self) -> float:
+        steady = self.steady()
+        if len(steady) < 2:
+            return float("nan")
+        slope = statistics.linear_regression(
+            [s.seconds for s in steady], [s.rss_mb for s in steady]
+        ).slope
+        return slope * 3600
+
+    def summary(self) -> dict[str, float]:
+        steady = self.steady()
+        first, last = steady[0], steady[-1]
+        elapsed = last.seconds - first.seconds
+        cycles = max(last.cycles - first.cycles, 1.0)
+        cpu = last.cpu_seconds - first.cpu_seconds
+        return {
+            "rss start MB": first.rss_mb,
+            "rss end MB": last.rss_mb,
+            "rss slope MB/h": self.rss_slope_mb_per_hour(),
+            "rss per source KB": (last.rss_mb - self.idle_rss_mb) * 1024 / self.sources,
+            "cpu share of a core": cpu / elapsed if elapsed else float("nan"),
+            "cpu ms per source cycle": cpu * 1000 / cycles,
+            "kubernetes requests per source cycle": (last.kube_requests - first.kube_requests)
+            / cycles,
+            "egp requests per source cycle": (last.egp_requests - first.egp_requests) / cycles,
+        }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.many_sources", description=__doc__)
+    parser.add_argument("--sources", type=int, default=200)
+    parser.add_argument("--models", type=int, default=1, help="models per source")
+    parser.add_argument("--interval", default="60s", help="every source's refreshInterval")
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--sample-every", type=float, default=15.0, help="seconds")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="a PNG of the RSS series")
+    parser.add_argument("--keep", action="store_true", help="keep the logs")
+    return parser
+
+
+async def _create_sources(kube: KubeAPI, egp_url: str, run: Run) -> None:
+    async def one(index: int) -> None:
+        namespace = f"team-{index}"
+        await kube.create_namespace(namespace)
+        await kube.create_secret(namespace, "egp-credentials", {"apiKey": API_KEY})
+        await kube.request(
+            "POST",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{SOURCE_PLURAL}",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "EGPSource",
+                "metadata": {"name": "src", "namespace": namespace},
+                "spec": {
+                    "baseURL": egp_url,
+                    "accountID": f"acct-{index}",
+                    "credentialsSecretRef": {"name": "egp-credentials"},
+                    "refreshInterval": run.interval,
+                },
+            },
+        )
+
+    await asyncio.gather(*(one(index) for index in range(run.sources)))
+
+
+def _sample(operator: OperatorProcess, egp: FakeEGPProcess, since: float) -> Sample:
+    metrics = operator.scrape()
+    return Sample(
+        seconds=time.monotonic() - since,
+        rss_mb=operator.memory()["VmRSS"] / MB,
+        cpu_seconds=operator.cpu_seconds(),
+        cycles=metrics.sync_cycles,
+        kube_requests=sum(metrics.kube_requests.values()),
+        egp_requests=sum(egp.request_counts().values()),
+    )
+
+
+async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
+    egp = FakeEGPProcess(work / "fake-egp.log", api_key=API_KEY, account_id="acct-0")
+    try:
+        for index in range(run.sources):
+            egp.add_account(API_KEY, f"acct-{index}", run.models_per_source, seed=index)
+        with LocalControlPlane(find_bin_dir(build=True), work / "cluster") as plane:
+            kube = KubeAPI(plane.server, plane.ca_file, plane.admin_token)
+            try:
+                await kube.apply_crds(load_crds(REPO / "crds"))
+                await kube.request(
+                    "POST",
+                    "/apis/kopf.dev/v1/clusterkopfpeerings",
+                    {
+                        "apiVersion": "kopf.dev/v1",
+                        "kind": "ClusterKopfPeering",
+                        "metadata": {"name": "egp-operator"},
+                    },
+                )
+                operator = OperatorProcess(
+                    plane.kubeconfig, work / "operator.log", status_heartbeat_seconds="3600"
+                )
+                try:
+                    await _observe(run, args, kube, egp, operator)
+                finally:
+                    operator.stop()
+            finally:
+                await kube.aclose()
+    finally:
+        egp.stop()
+
+
+async def _observe(
+    run: Run,
+    args: argparse.Namespace,
+    kube: KubeAPI,
+    egp: FakeEGPProcess,
+    operator: OperatorProcess,
+) -> None:
+    operator.wait_ready()
+    await asyncio.sleep(3)  # kopf's start-up LISTs and watches
+    run.idle_rss_mb = operator.memory()["VmRSS"] / MB
+    await _create_sources(kube, egp.url, run)
+    since = time.monotonic()
+    deadline = since + args.minutes * 60
+    while time.monotonic() < deadline:
+        sample = _sample(operator, egp, since)
+        run.samples.append(sample)
+        if not run.mirrored_after_seconds and sample.cycles >= run.sources:
+            run.mirrored_after_seconds = sample.seconds
+        print(
+            f"many_sources: {sample.seconds:6.0f} s  RSS {sample.rss_mb:6.1f} MB"
+            f"  CPU {sample.cpu_seconds:7.1f} s  cycles {sample.cycles:.0f}",
+            flush=True,
+        )
+        await asyncio.sleep(args.sample_every)
+
+
+def plot(runs: Sequence[Run], labels: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4))
+    for run, label in zip(runs, labels, strict=True):
+        minutes = [s.seconds / 60 for s in run.samples]
+        axes.plot(minutes, [s.rss_mb for s in run.samples], label=label)
+    axes.set_xlabel("minutes since every source was created")
+    axes.set_ylabel("operator RSS (MB)")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = " ".join(["python -m bench.many_sources", *(argv or sys.argv[1:])])
+    run = Run(command, args.sources, args.models, args.interval)
+    work = Path(tempfile.mkdtemp(prefix="egp-many-"))
+    try:
+        asyncio.run(measure(run, args, work))
+    finally:
+        if args.keep:
+            print(f"many_sources: logs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    summary = run.summary()
+    for name, value in summary.items():
+        print(f"many_sources: {name}: {value:.2f}")
+    if args.json is not None:
+        raw: dict[str, Any] = {**asdict(run), "summary": summary}
+        args.json.write_text(json.dumps(raw, indent=2) + "\n")
+    if args.plot is not None:
+        plot([run], [f"{run.sources} sources x {run.models_per_source}"], args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
