@@ -29,6 +29,7 @@ from egp_operator.resources.models import (
 from egp_operator.settings import Settings
 from egp_operator.sync.cycle import CycleReport, SourceSyncer, mirrored_from_object, read_spec
 from egp_operator.sync.planner import MirroredModel
+from egp_operator.vocabulary import SYNCED
 from egp_operator.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,9 @@ async def sync_source(
     collector: FrozenAfterCycles = memo.collector
     woken = memo.wakeups.event((namespace or "", name))
     failures = 0
+    start_after = first_cycle_delay(_plain(body), random.random())
+    if start_after:
+        await wakeups.sleep(stopped, woken, start_after)
     while not stopped:
         woken.clear()  # before reading the body: a change from now on wakes the next sleep
         source = _plain(body)
@@ -228,6 +232,30 @@ async def sync_source(
         await wakeups.sleep(stopped, woken, delay * random.uniform(1 - jitter, 1 + jitter))
     if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
         metrics.forget_source(namespace or "", name)
+
+
+#: The longest a loop that finds its source already synced waits before its first cycle.
+START_SPREAD_SECONDS = 60.0
+
+
+def first_cycle_delay(source: Mapping[str, Any], draw: float) -> float:
+    """How long a loop waits before its first cycle; `draw` is uniform in [0, 1).
+
+    A new source, or a spec not yet synced, is synced at once: its user is waiting. A source
+    whose current spec was synced already (the operator restarted, or took over from a peer)
+    waits a random part of its interval, at most START_SPREAD_SECONDS, so that a thousand
+    sources do not all call EGP and the API server in the same second. A sync request or a
+    spec change ends the wait at once."""
+    spec = read_spec(source)
+    status = source.get("status") or {}
+    synced = any(
+        c.get("type") == SYNCED and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    current = status.get("observedGeneration") == (source.get("metadata") or {}).get("generation")
+    if not isinstance(spec, EGPSourceSpec) or spec.suspend or not (synced and current):
+        return 0.0
+    return draw * min(spec.refresh.total_seconds(), START_SPREAD_SECONDS)
 
 
 def _log_cycle(namespace: str, name: str, report: CycleReport) -> None:
