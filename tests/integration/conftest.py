@@ -10,6 +10,7 @@ import pytest
 
 from egp_operator.egp import EGPClient
 from egp_operator.egp.client import RetryPolicy
+from egp_operator.egp.rate_limits import RateLimits
 from egp_testbench.fake_egp import FakeEGPServer
 
 API_KEY = "sk-test-5f3c9a1e7d2b4c60"
@@ -17,13 +18,19 @@ ACCOUNT = "acct-alpha"
 
 
 class RecordedSleep:
-    """Stands in for asyncio.sleep inside the client so retry delays are asserted, not waited."""
+    """Stands in for asyncio.sleep inside the client so retry delays are asserted, not waited;
+    `clock` is the time those sleeps make pass, for the rate limits' holds."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
+        self.now = 0.0
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -64,6 +71,7 @@ async def make_client(
         account_id=ACCOUNT,
         retry=RetryPolicy(max_retries=3),
         sleep=sleeps,
+        rate_limits=RateLimits(clock=sleeps.clock),
         timeout=10.0,
     ) as make:
         yield make

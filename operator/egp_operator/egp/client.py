@@ -61,6 +61,7 @@ from egp_operator.egp.errors import (
     ValidationError,
 )
 from egp_operator.egp.models import MAX_PAGE_SIZE, InferenceModel, InferenceModelList
+from egp_operator.egp.rate_limits import RateLimits
 
 DEFAULT_BASE_URL: Final = "https://api.egp.scale.com"
 MODELS_PATH: Final = "v5/models"
@@ -140,9 +141,12 @@ class EGPClient:
         verify: bool | str = True,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         """Raises `EndpointRefusedError` for a `base_url` the policy refuses, and ValueError
-        for a key that is empty or not visible ASCII (a header could not carry it as is)."""
+        for a key that is empty or not visible ASCII (a header could not carry it as is).
+        `rate_limits`: shared with the other clients of the process, so that a 429 holds every
+        client of this key and account (egp/rate_limits.py)."""
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         check_api_key(self._api_key.get_secret_value())
         policy = endpoint_policy or EndpointPolicy()
@@ -153,6 +157,10 @@ class EGPClient:
         self.limits = limits or ReadLimits()
         self._sleep = sleep
         self._secret_forms = _secret_forms(self._api_key.get_secret_value())
+        self._rate_limits = rate_limits or RateLimits()
+        self._limit_key = self._rate_limits.key(
+            self.base_url, account_id, self._api_key.get_secret_value()
+        )
         self.requests_sent = 0
         self.bytes_read = 0
         #: Answers by HTTP status code, or `transport_error`: what metrics count.
@@ -326,6 +334,9 @@ class EGPClient:
         headers = {"x-api-key": self._api_key.get_secret_value()}
         if self.account_id:
             headers["x-selected-account-id"] = self.account_id
+        held = self._rate_limits.wait(self._limit_key)
+        if held:
+            await self._sleep(held)  # another client of this key and account was told to wait
         self.requests_sent += 1
         deadline = self.limits.request_deadline
         try:
@@ -432,7 +443,16 @@ class EGPClient:
             error = RequestError(message, status_code=status)
         error.should_retry = _should_retry(response, default=error.retryable)
         error.retry_after = _retry_after_seconds(response.headers)
+        if isinstance(error, RateLimitedError):
+            self._hold_every_client(error.retry_after)
         return error
+
+    def _hold_every_client(self, retry_after: float | None) -> None:
+        """A 429 is about the key and account: every client of them waits as this one does
+        (the delay EGP asked for, or the first retry delay)."""
+        valid = retry_after is not None and 0 < retry_after <= self.retry.max_retry_after
+        delay = retry_after if valid and retry_after is not None else self.retry.initial_delay
+        self._rate_limits.hold(self._limit_key, delay)
 
     def _delay_before_retry(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

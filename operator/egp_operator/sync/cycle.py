@@ -26,6 +26,7 @@ from egp_operator import metrics
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, cut
 from egp_operator.egp import EGPClient, EGPError, IncompleteListingError
 from egp_operator.egp.client import RetryPolicy, check_api_key
+from egp_operator.egp.rate_limits import RateLimits
 from egp_operator.kube import KubeAPI, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
     GROUP,
@@ -124,6 +125,8 @@ class SourceSyncer:
         self.settings = settings
         self.clock = clock
         self.applier = Applier(kube)
+        #: One for every source of the process: a 429 holds every source of its key and account.
+        self.rate_limits = RateLimits()
 
     async def run_cycle(
         self,
@@ -223,6 +226,7 @@ class SourceSyncer:
                 limits=self.settings.read_limits(),
                 endpoint_policy=self.settings.endpoint_policy(),
                 verify=self.settings.egp_ca_file or self.settings.egp_verify_tls,
+                rate_limits=self.rate_limits,
             )
         except EGPError as refused:
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, refused.message)

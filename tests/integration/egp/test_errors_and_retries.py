@@ -22,8 +22,9 @@ from egp_operator.egp import (
     ValidationError,
 )
 from egp_operator.egp.client import RetryPolicy
+from egp_operator.egp.rate_limits import RateLimits
 from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
-from tests.integration.conftest import API_KEY, RecordedSleep
+from tests.integration.conftest import ACCOUNT, API_KEY, RecordedSleep, client_maker
 
 MakeClient = Callable[..., EGPClient]
 
@@ -264,3 +265,28 @@ async def test_a_connection_that_keeps_dropping_is_a_transport_error(
 
     with pytest.raises(TransportError, match="could not reach EGP"):
         await make_client(retry=RetryPolicy(max_retries=1)).list_models()
+
+
+async def test_a_429_holds_every_client_of_the_same_key_and_account(
+    egp_server: FakeEGPServer, sleeps: RecordedSleep
+) -> None:
+    """Sources sharing a key and account share EGP's limit: the second client waits out the
+    delay EGP gave the first, instead of meeting the 429 itself."""
+    egp_server.add_models(generate_models(3))
+    egp_server.add_key("sk-other-team-91c2", ACCOUNT)
+    egp_server.inject(Fault(status=429, headers={"Retry-After": "5"}, times=1))
+    shared = RateLimits(clock=sleeps.clock)
+    async with client_maker(
+        base_url=egp_server.url, account_id=ACCOUNT, sleep=sleeps, rate_limits=shared
+    ) as make:
+        with pytest.raises(RateLimitedError):
+            await make(api_key=API_KEY, retry=RetryPolicy(max_retries=0)).list_models()
+        same = make(api_key=API_KEY)
+        other_key = make(api_key="sk-other-team-91c2")
+
+        await other_key.list_models()
+        assert sleeps.delays == []  # another key's limit is its own
+        await same.list_models()
+
+    assert sleeps.delays == [5.0]
+    assert same.status_counts == {"200": 1}  # it never met the 429

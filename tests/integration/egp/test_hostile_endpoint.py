@@ -37,6 +37,7 @@ from egp_operator.egp import (
 )
 from egp_operator.egp.client import ReadLimits, RetryPolicy
 from egp_operator.egp.endpoint import EndpointPolicy
+from egp_operator.egp.rate_limits import RateLimits
 from tests.integration.conftest import ACCOUNT, RecordedSleep, client_maker
 from tests.integration.hostile_server import (
     HostileServer,
@@ -173,6 +174,7 @@ async def connect(
         api_key=API_KEY,
         account_id=ACCOUNT,
         sleep=sleeps,
+        rate_limits=RateLimits(clock=sleeps.clock),
         timeout=10.0,
         limits=LIMITS,
     ) as make:
