@@ -153,6 +153,9 @@ def _alive(peer: Mapping[str, Any], now: datetime) -> bool:
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    syncer: SourceSyncer | None = getattr(memo, "syncer", None)
+    if syncer is not None:
+        await syncer.aclose()
     kube: KubeClient | None = getattr(memo, "kube", None)
     if kube is not None:
         await kube.aclose()

@@ -110,7 +110,7 @@ class ModelListing:
     total: int | None
 
 
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
+def tls_context(verify: bool | str) -> ssl.SSLContext:
     """One context per setting (and CA file version) for the process: loading a CA bundle costs
     ~40 ms of CPU, which a client made per sync cycle would otherwise pay every cycle."""
     ca_file_version = os.stat(verify).st_mtime_ns if isinstance(verify, str) else 0
@@ -168,7 +168,7 @@ class EGPClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            transport=transport or GuardedTransport(policy, _tls_context(verify)),
+            transport=transport or GuardedTransport(policy, tls_context(verify)),
             follow_redirects=False,
             headers={
                 "Accept": "application/json",

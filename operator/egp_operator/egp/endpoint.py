@@ -199,10 +199,23 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     (an explicit transport turns off httpx's proxy variables), so the address checked is the
     EGP endpoint's own."""
 
-    def __init__(self, policy: EndpointPolicy, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        policy: EndpointPolicy,
+        ssl_context: ssl.SSLContext,
+        *,
+        max_connections: int = 10,
+        keepalive_expiry: float | None = None,
+    ) -> None:
         super().__init__(verify=ssl_context)
         # httpx builds its pool without a way to pass a network backend; this is the pool it
         # would build, with one.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context, network_backend=_GuardedBackend(policy)
+            ssl_context=ssl_context,
+            network_backend=_GuardedBackend(policy),
+            max_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
         )
+
+    def open_connections(self) -> int:
+        return len(self._pool.connections)

@@ -25,7 +25,8 @@ from pydantic import SecretStr
 from egp_operator import metrics
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, cut
 from egp_operator.egp import EGPClient, EGPError, IncompleteListingError
-from egp_operator.egp.client import RetryPolicy, check_api_key
+from egp_operator.egp.client import RetryPolicy, check_api_key, tls_context
+from egp_operator.egp.connections import SharedConnections
 from egp_operator.egp.rate_limits import RateLimits
 from egp_operator.kube import KubeAPI, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
@@ -127,6 +128,11 @@ class SourceSyncer:
         self.applier = Applier(kube)
         #: One for every source of the process: a 429 holds every source of its key and account.
         self.rate_limits = RateLimits()
+        #: One pool of connections to EGP endpoints for every source of the process.
+        self.connections = SharedConnections(settings.endpoint_policy())
+
+    async def aclose(self) -> None:
+        await self.connections.aclose()
 
     async def run_cycle(
         self,
@@ -225,8 +231,10 @@ class SourceSyncer:
                 retry=RetryPolicy(max_retries=self.settings.egp_max_retries),
                 limits=self.settings.read_limits(),
                 endpoint_policy=self.settings.endpoint_policy(),
-                verify=self.settings.egp_ca_file or self.settings.egp_verify_tls,
                 rate_limits=self.rate_limits,
+                transport=self.connections.transport(
+                    tls_context(self.settings.egp_ca_file or self.settings.egp_verify_tls)
+                ),
             )
         except EGPError as refused:
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, refused.message)

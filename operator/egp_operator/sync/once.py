@@ -23,7 +23,11 @@ async def sync_once(source_name: str, *, namespace: str, dry_run: bool, out: Tex
             out.write(f"EGPSource {namespace}/{source_name}: {error}\n")
             return 1
         mirrored = await list_mirrored(kube, namespace, source_name)
-        report = await SourceSyncer(kube, settings).run_cycle(source, mirrored, dry_run=dry_run)
+        syncer = SourceSyncer(kube, settings)
+        try:
+            report = await syncer.run_cycle(source, mirrored, dry_run=dry_run)
+        finally:
+            await syncer.aclose()
     finally:
         await kube.aclose()
     out.write(render_report(report, dry_run=dry_run))
