@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
+.PHONY: help venv lint format test test-fast bench bench-soak kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
@@ -13,6 +13,7 @@ help:
 	@echo "make demo          the whole product on loopback: control plane, local EGP, operator"
 	@echo "make demo-down     stop the demo"
 	@echo "make bench         measure a sync at 1,000 and 10,000 models into bench/RESULTS.md (~15 min)"
+	@echo "make bench-soak    1,000 sources for 30 minutes: memory and CPU over time (~35 min)"
 	@echo "make cluster-up    start kube-apiserver + etcd + kube-controller-manager on loopback"
 	@echo "make cluster-down  stop them"
 
@@ -74,6 +75,12 @@ demo: venv kube-bins
 # Extra options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--sizes 500 --output /tmp/quick.md"
 bench: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Many sources with a model each, for 30 minutes: the operator's memory and CPU over time,
+# recorded in bench/RESULTS.md section 6 with a plot (bench/README.md). About 35 minutes.
+bench-soak: venv kube-bins
+	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
+		$(BIN)/python -m bench.many_sources --sources 1000 --models 1 --minutes 30 --record
 
 demo-down: venv
 	$(BIN)/python -m egp_testbench.demo down --dir "$(EGP_CLUSTER_DIR)/demo"

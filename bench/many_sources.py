@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.kubeapi import KubeAPI, load_crds
 from bench.procs import FakeEGPProcess, OperatorProcess
+from bench.report import MANY_SOURCES_JSON, with_many_sources
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_testbench.cluster import LocalControlPlane, find_bin_dir
 
@@ -99,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="a PNG of the RSS series")
     parser.add_argument("--keep", action="store_true", help="keep the logs")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record the run: bench/many_sources.json and .png, and its section of RESULTS.md",
+    )
     return parser
 
 
@@ -216,7 +222,7 @@ def plot(runs: Sequence[Run], labels: Sequence[str], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = " ".join(["python -m bench.many_sources", *(argv or sys.argv[1:])])
+    command = " ".join([".venv/bin/python -m bench.many_sources", *(argv or sys.argv[1:])])
     run = Run(command, args.sources, args.models, args.interval)
     work = Path(tempfile.mkdtemp(prefix="egp-many-"))
     try:
@@ -234,6 +240,18 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(raw, indent=2) + "\n")
     if args.plot is not None:
         plot([run], [f"{run.sources} sources x {run.models_per_source}"], args.plot)
+    if args.record:
+        MANY_SOURCES_JSON.write_text(
+            json.dumps({**asdict(run), "summary": summary}, indent=2) + "\n"
+        )
+        plot(
+            [run],
+            [f"{run.sources} sources x {run.models_per_source}"],
+            MANY_SOURCES_JSON.with_suffix(".png"),
+        )
+        results = REPO / "bench" / "RESULTS.md"
+        results.write_text(with_many_sources(results.read_text()))
+        print(f"many_sources: recorded in {results}")
     return 0
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 from bench.baselines import Timed
 from bench.scenario import CycleStats, StageResult
@@ -358,4 +361,58 @@ def render(command: str, machine: dict[str, str], results: Sequence[StageResult]
         "",
         *_naive(results),
     ]
-    return "\n".join(lines).rstrip() + "\n"
+    return with_many_sources("\n".join(lines).rstrip() + "\n")
+
+
+#: The last recorded many-sources run (`python -m bench.many_sources --record`), and its plot.
+MANY_SOURCES_JSON = Path(__file__).resolve().parent / "many_sources.json"
+MANY_SOURCES_HEADING = "## 6. Many sources"
+
+
+def many_sources_section(raw: dict[str, Any]) -> list[str]:
+    """The section of RESULTS.md for a many-sources run, from its JSON."""
+    summary = raw["summary"]
+    minutes = raw["samples"][-1]["seconds"] / 60 if raw["samples"] else 0.0
+    rows = [
+        (
+            "RSS slope after the first mirror (least squares)",
+            f"{summary['rss slope MB/h']:.1f} MB per hour",
+        ),
+        ("RSS idle, before any source (MB)", f"{raw['idle_rss_mb']:.0f}"),
+        (
+            "RSS after the first mirror, and at the end (MB)",
+            f"{summary['rss start MB']:.0f}, {summary['rss end MB']:.0f}",
+        ),
+        ("RSS per source (KB)", f"{summary['rss per source KB']:.0f}"),
+        ("operator CPU, share of a core", f"{summary['cpu share of a core'] * 100:.1f}%"),
+        ("CPU per source and cycle (ms)", f"{summary['cpu ms per source cycle']:.1f}"),
+        (
+            "Kubernetes requests per source and cycle",
+            f"{summary['kubernetes requests per source cycle']:.2f}",
+        ),
+        ("EGP requests per source and cycle", f"{summary['egp requests per source cycle']:.2f}"),
+    ]
+    return [
+        MANY_SOURCES_HEADING,
+        "",
+        f"{raw['sources']:,} EGPSources, {raw['models_per_source']} model(s) each, one"
+        f" namespace and EGP account each, refreshInterval {raw['interval']}, sampled over"
+        f" {minutes:.0f} minutes once every source existed (bench/many_sources.py):",
+        "",
+        "```sh",
+        raw["command"],
+        "```",
+        "",
+        *_table(("", "measured"), rows),
+        "![The operator's RSS over the run](many_sources.png)",
+        "",
+    ]
+
+
+def with_many_sources(text: str) -> str:
+    """`text` (RESULTS.md) with the many-sources section of the recorded run, if any."""
+    text = text.split(MANY_SOURCES_HEADING, 1)[0].rstrip("\n") + "\n"
+    if not MANY_SOURCES_JSON.is_file():
+        return text
+    raw = json.loads(MANY_SOURCES_JSON.read_text())
+    return text + "\n" + "\n".join(many_sources_section(raw))
