@@ -148,6 +148,19 @@ class KubeAPI:
                 await asyncio.sleep(0.2)
         return names
 
+    async def prepare_for_operator(self, crds: Sequence[dict[str, Any]]) -> None:
+        """The CRDs, established, and the ClusterKopfPeering the operator meets its peers in."""
+        await self.apply_crds(crds)
+        await self.request(
+            "POST",
+            "/apis/kopf.dev/v1/clusterkopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": "egp-operator"},
+            },
+        )
+
     async def create_namespace(self, name: str) -> None:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         await self.request("POST", "/api/v1/namespaces", body)

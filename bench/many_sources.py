@@ -153,16 +153,7 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
         with LocalControlPlane(find_bin_dir(build=True), work / "cluster") as plane:
             kube = KubeAPI(plane.server, plane.ca_file, plane.admin_token)
             try:
-                await kube.apply_crds(load_crds(REPO / "crds"))
-                await kube.request(
-                    "POST",
-                    "/apis/kopf.dev/v1/clusterkopfpeerings",
-                    {
-                        "apiVersion": "kopf.dev/v1",
-                        "kind": "ClusterKopfPeering",
-                        "metadata": {"name": "egp-operator"},
-                    },
-                )
+                await kube.prepare_for_operator(load_crds(REPO / "crds"))
                 operator = OperatorProcess(
                     plane.kubeconfig, work / "operator.log", status_heartbeat_seconds="3600"
                 )

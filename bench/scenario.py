@@ -466,16 +466,7 @@ async def run_stage(config: StageConfig, egp: FakeEGPProcess) -> StageResult:
         plane = stack.enter_context(control_plane(config))
         kube = KubeAPI(plane.server, plane.ca_file, plane.admin_token)
         try:
-            await kube.apply_crds(config.crds)
-            await kube.request(
-                "POST",
-                "/apis/kopf.dev/v1/clusterkopfpeerings",
-                {
-                    "apiVersion": "kopf.dev/v1",
-                    "kind": "ClusterKopfPeering",
-                    "metadata": {"name": "egp-operator"},
-                },
-            )
+            await kube.prepare_for_operator(config.crds)
             stage = Stage(config, plane, kube, egp)
             stage.result.kubernetes_version = await kube.server_version()
             operator = OperatorProcess(
