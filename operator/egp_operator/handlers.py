@@ -2,7 +2,8 @@
 
 The work lives in `sync/`; this module decides when it runs. Peering keeps a second replica
 idle: each replica takes a distinct priority (random unless configured), the highest one
-works and the others pause until it goes away.
+works and the others pause until it goes away (peering.py: the peering objects, and the
+start-up checks on them).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -18,7 +18,8 @@ import kopf
 from egp_operator import metrics, wakeups
 from egp_operator.collector import FrozenAfterCycles
 from egp_operator.kopf_storage import StatuslessDiffBaseStorage
-from egp_operator.kube import KubeClient, KubeError, load_configuration, segment
+from egp_operator.kube import KubeClient, load_configuration
+from egp_operator.peering import ensure_peering, overlapping_operators, warn_if_priority_taken
 from egp_operator.resources.models import (
     GROUP,
     MODEL_PLURAL,
@@ -63,6 +64,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.collector = FrozenAfterCycles()
     memo.wakeups = Wakeups()
     namespaces: tuple[str, ...] = getattr(memo, "namespaces", ())
+    await refuse_to_overlap(kube, operator_settings.peering_name, namespaces)
     await ensure_peering(kube, operator_settings.peering_name, namespaces)
     if operator_settings.priority is not None:
         await warn_if_priority_taken(
@@ -73,82 +75,21 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     log.info("egp-operator starting with peering priority %d", settings.peering.priority)
 
 
-async def ensure_peering(kube: KubeClient, name: str, namespaces: tuple[str, ...]) -> None:
-    """Create the peering object the replicas meet in, so that one `kubectl apply -k deploy/`
-    installs everything (a custom resource cannot be applied with its own CRD in one go).
-    Cluster-wide: a ClusterKopfPeering; with --namespace: a KopfPeering in each namespace."""
-    targets = (
-        [
-            (f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings", "KopfPeering", ns)
-            for ns in namespaces
-        ]
-        if namespaces
-        else [("/apis/kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", None)]
-    )
-    for path, kind, namespace in targets:
-        metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
-        try:
-            await kube.create(
-                path, {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata}
-            )
-            log.info("created the %s %s", kind, name)
-        except KubeError as error:
-            if not error.conflict:
-                log.warning(
-                    "could not create the %s %s (%s): create it, or the operator stays paused",
-                    kind,
-                    name,
-                    error,
-                )
-
-
-async def warn_if_priority_taken(
-    kube: KubeClient, name: str, namespaces: tuple[str, ...], priority: int
-) -> list[str]:
-    """Say loudly, at start-up, that a live replica already holds this priority: kopf then
-    pauses every replica of that priority until all but one are gone, which looks like an
-    operator that silently stopped. Returns the peers that hold it."""
-    paths = (
-        [f"/apis/kopf.dev/v1/namespaces/{segment(ns)}/kopfpeerings" for ns in namespaces]
-        if namespaces
-        else ["/apis/kopf.dev/v1/clusterkopfpeerings"]
-    )
-    now = datetime.now(UTC)
-    holders: list[str] = []
-    for path in paths:
-        try:
-            answer = await kube.get(path, params={"fieldSelector": f"metadata.name={name}"})
-        except KubeError as error:
-            log.warning("could not read the peering %s to check priorities: %s", name, error)
-            continue
-        for peering in answer.get("items") or []:
-            for peer, info in (peering.get("status") or {}).items():
-                if (
-                    isinstance(info, dict)
-                    and info.get("priority") == priority
-                    and _alive(info, now)
-                ):
-                    holders.append(str(peer))
-    if holders:
-        log.error(
-            "EGP_OPERATOR_PRIORITY=%d is already held by live replica(s) %s: kopf pauses every"
-            " replica with the same priority, so none of them syncs until the others are gone."
-            " Give each replica its own priority, or leave the setting unset.",
-            priority,
-            ", ".join(holders),
+async def refuse_to_overlap(kube: KubeClient, name: str, namespaces: tuple[str, ...]) -> None:
+    """Two live operators serving one namespace would both write its objects: one whose
+    namespaces another egp-operator already serves does not start (see peering.py)."""
+    overlapping = await overlapping_operators(kube, name, namespaces)
+    if overlapping:
+        where = ", ".join(
+            f"{peer.identity} (peering {peer.peering}"
+            + (f" in namespace {peer.namespace})" if peer.namespace else ", cluster-wide)")
+            for peer in overlapping
         )
-    return holders
-
-
-def _alive(peer: Mapping[str, Any], now: datetime) -> bool:
-    try:
-        seen = datetime.fromisoformat(str(peer["lastseen"]))
-        lifetime = timedelta(seconds=float(peer.get("lifetime", 60)))
-    except (KeyError, TypeError, ValueError):
-        return False
-    if seen.tzinfo is None:
-        seen = seen.replace(tzinfo=UTC)
-    return seen + lifetime > now
+        raise kopf.PermanentError(
+            f"another egp-operator already serves namespaces this one would serve: {where}."
+            " Shards must serve disjoint namespaces, and none may run next to a cluster-wide"
+            " operator (docs/install.md, Sharding)."
+        )
 
 
 @kopf.on.cleanup()

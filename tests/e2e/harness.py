@@ -4,7 +4,7 @@ the real API server, plus helpers to read what it mirrored."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from egp_operator.resources.models import (
     VERSION,
 )
 from egp_testbench.fake_egp import FakeEGPServer
+from egp_testbench.operator_process import OPERATOR_COMMAND
 from egp_testbench.operator_process import OperatorProcess as OperatorProcess
 from tests.e2e.polling import eventually
 
@@ -109,11 +110,15 @@ class Mirror:
 
 @contextmanager
 def running_operator(
-    kubeconfig: Path, log_file: Path, **settings: str
+    kubeconfig: Path,
+    log_file: Path,
+    *,
+    command: Sequence[str] = OPERATOR_COMMAND,
+    **settings: str,
 ) -> Iterator[OperatorProcess]:
     """One replica of the operator as in production, once kopf has started; stopped after,
     its log's tail printed for the test report."""
-    replica = OperatorProcess(kubeconfig, log_file, **settings)
+    replica = OperatorProcess(kubeconfig, log_file, command=command, **settings)
     try:
         eventually(
             lambda: "Resuming operations" in replica.log() or "cycle of" in replica.log(),

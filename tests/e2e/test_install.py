@@ -289,6 +289,8 @@ PEERINGS = "clusterkopfpeerings.kopf.dev"
         ("patch", f"{PEERINGS}/{PEERING}", CLUSTER, True),
         ("patch", f"{PEERINGS}/another", CLUSTER, False),
         ("create", PEERINGS, CLUSTER, True),  # made at startup when missing
+        ("list", "kopfpeerings.kopf.dev", CLUSTER, True),  # shards serving a namespace
+        ("patch", "kopfpeerings.kopf.dev", SERVED, False),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io", CLUSTER, True),
         ("create", "customresourcedefinitions.apiextensions.k8s.io", CLUSTER, False),
         # Nothing of what a workload or an attacker would want.

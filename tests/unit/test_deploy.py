@@ -184,6 +184,7 @@ def test_the_cluster_role_grants_exactly_what_the_operator_uses(base: list[dict[
         ("kopf.dev", "clusterkopfpeerings", "watch", ""),
         ("kopf.dev", "clusterkopfpeerings", "create", ""),
         ("kopf.dev", "clusterkopfpeerings", "patch", Settings().peering_name),
+        ("kopf.dev", "kopfpeerings", "list", ""),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
     }
