@@ -13,7 +13,9 @@ tens of MB a minute at 1,000 sources; bench/FINDINGS.md). Now each cycle's own g
 the young generations, is collected before the freeze, and at most every
 `full_collection_every` seconds everything is unfrozen and fully collected, so garbage that
 was alive when frozen (a deleted source's objects) is reclaimed too: a bounded cost in time,
-whatever the number of sources.
+whatever the number of sources. Cycles that end within `freeze_every` of the last freeze leave
+it at that (with 1,000 sources, cycles end 17 times a second, and a young collection after each
+was 5% of a source's cycle): what they leave is frozen by the next one.
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ class FrozenAfterCycles:
         self,
         *,
         full_collection_every: float = 60.0,
+        freeze_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if full_collection_every <= 0:
-            raise ValueError("full_collection_every must be positive")
+        if full_collection_every <= 0 or freeze_every < 0:
+            raise ValueError("full_collection_every must be positive, freeze_every not negative")
         self.full_collection_every = full_collection_every
+        self.freeze_every = freeze_every
         self._clock = clock
         self._last_full = clock()
+        self._last_freeze: float | None = None
 
     def after_cycle(self) -> None:
         now = self._clock()
@@ -44,6 +49,9 @@ class FrozenAfterCycles:
             gc.unfreeze()
             gc.collect()
             self._last_full = now
+        elif self._last_freeze is None or now - self._last_freeze >= self.freeze_every:
+            gc.collect(1)  # the young generations: the cycles' garbage, before it is frozen
         else:
-            gc.collect(1)  # the young generations: this cycle's garbage, before it is frozen
+            return
         gc.freeze()
+        self._last_freeze = now

@@ -102,17 +102,23 @@ def record_egp_answers(namespace: str, source: str, answers: Mapping[str, int]) 
         EGP_REQUESTS.labels(namespace, source, code_label(code)).inc(count)
 
 
+#: The (phase, vendor) series each source's model gauges have now, so that a cycle replaces its
+#: own without scanning every source's (a scan per cycle grows with the number of sources).
+_MODEL_SERIES: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
+
+
 def set_model_counts(namespace: str, source: str, counts: Mapping[tuple[Phase, str], int]) -> None:
     """Replace the source's model gauges, so vanished (phase, vendor) pairs drop to absent."""
-    bounded: collections.Counter[tuple[Phase, str]] = collections.Counter()
+    bounded: collections.Counter[tuple[str, str]] = collections.Counter()
     for (phase, vendor), count in counts.items():
         bounded[phase, vendor_label(vendor)] += count
-    # prometheus_client has no public way to list a metric's children.
-    for labels in list(MODELS._metrics):
-        if labels[:2] == (namespace, source):
-            MODELS.remove(*labels)
-    for (phase, vendor), count in bounded.items():
-        MODELS.labels(namespace, source, phase, vendor).set(count)
+    current = frozenset(bounded)
+    for gone in _MODEL_SERIES.get((namespace, source), frozenset()) - current:
+        with contextlib.suppress(KeyError):
+            MODELS.remove(namespace, source, *gone)
+    for series, count in bounded.items():
+        MODELS.labels(namespace, source, *series).set(count)
+    _MODEL_SERIES[namespace, source] = current
 
 
 def forget_refresh_interval(namespace: str, source: str) -> None:
@@ -123,6 +129,7 @@ def forget_refresh_interval(namespace: str, source: str) -> None:
 
 def forget_source(namespace: str, source: str) -> None:
     """Drop a deleted source's series."""
+    _MODEL_SERIES.pop((namespace, source), None)
     for metric in (
         MODELS,
         LAST_SUCCESSFUL_SYNC,

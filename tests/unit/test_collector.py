@@ -50,14 +50,33 @@ def test_a_cycle_leaves_what_is_alive_out_of_full_collections() -> None:
 
 def test_the_garbage_of_cycles_ending_many_times_a_second_is_freed() -> None:
     """The leak of 1,000 sources: cycles end faster than any full collection comes, and
-    nothing between them may freeze garbage for good. No explicit collection here."""
-    collector = FrozenAfterCycles(clock=Clock())  # the clock never moves: no full collection
+    nothing between them may freeze garbage for good. No full collection here: a young one
+    frees what is not frozen, and nothing frozen is garbage."""
+    clock = Clock()
+    collector = FrozenAfterCycles(clock=clock)
     made = []
     for _ in range(600):
         made.append(_garbage_cycle())
         collector.after_cycle()
+        clock.now += 0.05  # 20 cycles a second, far within the full collections' period
 
+    gc.collect(1)
     assert sum(ref() is not None for ref in made) == 0
+
+
+def test_cycles_ending_soon_after_a_freeze_leave_it_to_the_next() -> None:
+    clock = Clock()
+    collector = FrozenAfterCycles(freeze_every=1.0, clock=clock)
+    collector.after_cycle()
+    kept = Node()
+
+    clock.now = 0.5
+    collector.after_cycle()
+    assert any(obj is kept for obj in gc.get_objects())  # not frozen yet
+
+    clock.now = 1.0
+    collector.after_cycle()
+    assert not any(obj is kept for obj in gc.get_objects())
 
 
 def test_garbage_that_was_alive_when_frozen_is_freed_within_the_period() -> None:
@@ -81,3 +100,5 @@ def test_garbage_that_was_alive_when_frozen_is_freed_within_the_period() -> None
 def test_the_period_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         FrozenAfterCycles(full_collection_every=0)
+    with pytest.raises(ValueError, match="negative"):
+        FrozenAfterCycles(freeze_every=-1)
