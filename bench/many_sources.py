@@ -10,6 +10,11 @@ sync cycles and requests are sampled every `--sample-every` seconds for `--minut
 gives the RSS slope (least squares, MB per hour, over the samples after the first mirror), the
 CPU as a share of a core, and per source and cycle: CPU ms, Kubernetes and EGP requests.
 `--plot FILE.png` draws the RSS series. It measures, it does not assert.
+
+`--restart` then restarts the operator, as a rollout does, and counts the sources' cycles
+every second until each has had one: how the first cycles of a restart spread their load
+(`handlers.first_cycle_delay`). `--sources 100,1000,3000` runs each count in turn, each on a
+fresh control plane; `--record-scale` records such a run as the scale table of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 from bench.kubeapi import KubeAPI, load_crds
 from bench.procs import FakeEGPProcess, OperatorProcess
-from bench.report import MANY_SOURCES_JSON, with_many_sources
+from bench.report import MANY_SOURCES_JSON, MANY_SOURCES_SCALE_JSON, with_many_sources
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_testbench.cluster import LocalControlPlane, find_bin_dir
 
@@ -57,6 +62,26 @@ class Run:
     idle_rss_mb: float = 0.0
     mirrored_after_seconds: float = 0.0
     samples: list[Sample] = field(default_factory=list)
+    #: After a restart of the operator: (seconds since it was ready, cycles since then).
+    restart: list[tuple[float, float]] = field(default_factory=list)
+
+    def restart_summary(self) -> dict[str, float]:
+        """How the first cycles after a restart spread: when every source had had one, and
+        the busiest 5 seconds against the steady rate (sources per interval)."""
+        if not self.restart:
+            return {}
+        done = next((t for t, cycles in self.restart if cycles >= self.sources), float("nan"))
+        rates = []
+        for index, (start, cycles) in enumerate(self.restart):
+            end = next(((t, c) for t, c in self.restart[index:] if t - start >= 5), None)
+            if end is not None:
+                rates.append((end[1] - cycles) / (end[0] - start))
+        peak = max(rates, default=float("nan"))
+        return {
+            "restart: seconds until every source cycled": done,
+            "restart: busiest 5 s, cycles per second": peak,
+            "steady cycles per second": self.sources / _seconds(self.interval),
+        }
 
     def steady(self) -> list[Sample]:
         """The samples after every source's first mirror."""
@@ -92,7 +117,9 @@ class Run:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.many_sources", description=__doc__)
-    parser.add_argument("--sources", type=int, default=200)
+    parser.add_argument(
+        "--sources", default="200", help="how many sources; a comma-separated list runs each"
+    )
     parser.add_argument("--models", type=int, default=1, help="models per source")
     parser.add_argument("--interval", default="60s", help="every source's refreshInterval")
     parser.add_argument("--minutes", type=float, default=3.0)
@@ -105,7 +132,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record the run: bench/many_sources.json and .png, and its section of RESULTS.md",
     )
+    parser.add_argument(
+        "--restart", action="store_true", help="then restart the operator and time its first cycles"
+    )
+    parser.add_argument(
+        "--record-scale",
+        action="store_true",
+        help="record the runs (one per --sources count) as the scale table of RESULTS.md",
+    )
     return parser
+
+
+def _seconds(duration: str) -> float:
+    """A refreshInterval as the bench writes it (`60s`, `2m`)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(duration[:-1]) * units[duration[-1]]
 
 
 async def _create_sources(kube: KubeAPI, egp_url: str, run: Run) -> None:
@@ -159,6 +200,14 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
                 )
                 try:
                     await _observe(run, args, kube, egp, operator)
+                    if args.restart:
+                        operator.stop()
+                        operator = OperatorProcess(
+                            plane.kubeconfig,
+                            work / "operator-restarted.log",
+                            status_heartbeat_seconds="3600",
+                        )
+                        await _first_cycles(run, operator)
                 finally:
                     operator.stop()
             finally:
@@ -193,6 +242,25 @@ async def _observe(
         await asyncio.sleep(args.sample_every)
 
 
+async def _first_cycles(run: Run, operator: OperatorProcess, patience: float = 180) -> None:
+    """Cycles counted every second from the restarted operator's readiness until every source
+    has had one (or for `patience` seconds)."""
+    operator.wait_ready()
+    ready = time.monotonic()
+    while time.monotonic() - ready < patience:
+        cycles = operator.scrape().sync_cycles
+        run.restart.append((time.monotonic() - ready, cycles))
+        if cycles >= run.sources:
+            break
+        await asyncio.sleep(1)
+    summary = run.restart_summary()
+    print(
+        "many_sources: restart: every source cycled after"
+        f" {summary['restart: seconds until every source cycled']:.0f} s",
+        flush=True,
+    )
+
+
 def plot(runs: Sequence[Run], labels: Sequence[str], path: Path) -> None:
     import matplotlib
 
@@ -211,10 +279,8 @@ def plot(runs: Sequence[Run], labels: Sequence[str], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    command = " ".join([".venv/bin/python -m bench.many_sources", *(argv or sys.argv[1:])])
-    run = Run(command, args.sources, args.models, args.interval)
+def _one(sources: int, args: argparse.Namespace, command: str) -> Run:
+    run = Run(command, sources, args.models, args.interval)
     work = Path(tempfile.mkdtemp(prefix="egp-many-"))
     try:
         asyncio.run(measure(run, args, work))
@@ -223,23 +289,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"many_sources: logs kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    summary = run.summary()
-    for name, value in summary.items():
-        print(f"many_sources: {name}: {value:.2f}")
+    for name, value in {**run.summary(), **run.restart_summary()}.items():
+        print(f"many_sources: {sources} sources: {name}: {value:.2f}")
+    return run
+
+
+def _raw(run: Run) -> dict[str, Any]:
+    return {**asdict(run), "summary": run.summary(), "restart_summary": run.restart_summary()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = " ".join([".venv/bin/python -m bench.many_sources", *(argv or sys.argv[1:])])
+    runs = [_one(int(count), args, command) for count in args.sources.split(",")]
     if args.json is not None:
-        raw: dict[str, Any] = {**asdict(run), "summary": summary}
-        args.json.write_text(json.dumps(raw, indent=2) + "\n")
+        raws = [_raw(run) for run in runs]
+        args.json.write_text(json.dumps(raws[0] if len(raws) == 1 else raws, indent=2) + "\n")
+    labels = [f"{run.sources} sources x {run.models_per_source}" for run in runs]
     if args.plot is not None:
-        plot([run], [f"{run.sources} sources x {run.models_per_source}"], args.plot)
+        plot(runs, labels, args.plot)
     if args.record:
-        MANY_SOURCES_JSON.write_text(
-            json.dumps({**asdict(run), "summary": summary}, indent=2) + "\n"
-        )
-        plot(
-            [run],
-            [f"{run.sources} sources x {run.models_per_source}"],
-            MANY_SOURCES_JSON.with_suffix(".png"),
-        )
+        MANY_SOURCES_JSON.write_text(json.dumps(_raw(runs[-1]), indent=2) + "\n")
+        plot(runs[-1:], labels[-1:], MANY_SOURCES_JSON.with_suffix(".png"))
+    if args.record_scale:
+        MANY_SOURCES_SCALE_JSON.write_text(json.dumps([_raw(run) for run in runs], indent=2) + "\n")
+    if args.record or args.record_scale:
         results = REPO / "bench" / "RESULTS.md"
         results.write_text(with_many_sources(results.read_text()))
         print(f"many_sources: recorded in {results}")

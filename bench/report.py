@@ -367,6 +367,9 @@ def render(command: str, machine: dict[str, str], results: Sequence[StageResult]
 #: The last recorded many-sources run (`python -m bench.many_sources --record`), and its plot.
 MANY_SOURCES_JSON = Path(__file__).resolve().parent / "many_sources.json"
 MANY_SOURCES_HEADING = "## 6. Many sources"
+#: The last recorded scale runs (`python -m bench.many_sources --sources 100,1000,3000
+#: --restart --record-scale`).
+MANY_SOURCES_SCALE_JSON = Path(__file__).resolve().parent / "many_sources_scale.json"
 
 
 def many_sources_section(raw: dict[str, Any]) -> list[str]:
@@ -409,10 +412,67 @@ def many_sources_section(raw: dict[str, Any]) -> list[str]:
     ]
 
 
+def many_sources_scale_section(raws: list[dict[str, Any]]) -> list[str]:
+    """The table of the scale runs: what a source costs as sources multiply, and how the
+    first cycles after a restart spread."""
+    if not raws:
+        return []
+    rows = []
+    for raw in raws:
+        summary, restart = raw["summary"], raw.get("restart_summary") or {}
+        rows.append(
+            (
+                f"{raw['sources']:,}",
+                f"{summary['rss end MB']:.0f}",
+                f"{summary['rss per source KB']:.0f}",
+                f"{summary['rss slope MB/h']:.0f}",
+                f"{summary['cpu share of a core'] * 100:.1f}%",
+                f"{summary['cpu ms per source cycle']:.1f}",
+                f"{summary['kubernetes requests per source cycle']:.2f}",
+                f"{summary['egp requests per source cycle']:.2f}",
+                f"{restart.get('restart: seconds until every source cycled', float('nan')):.0f}",
+                f"{restart.get('restart: busiest 5 s, cycles per second', float('nan')):.1f}"
+                f" ({restart.get('steady cycles per second', float('nan')):.1f})",
+            )
+        )
+    minutes = raws[0]["samples"][-1]["seconds"] / 60 if raws[0]["samples"] else 0.0
+    return [
+        "### As sources multiply",
+        "",
+        f"{raws[0]['models_per_source']} model(s) per source, refreshInterval"
+        f" {raws[0]['interval']}, each count on a fresh control plane, sampled for"
+        f" {minutes:.0f} minutes; then the operator is restarted, as a rollout does, and"
+        " its first cycles are counted every second:",
+        "",
+        "```sh",
+        raws[0]["command"],
+        "```",
+        "",
+        *_table(
+            (
+                "sources",
+                "RSS at the end (MB)",
+                "RSS per source (KB)",
+                "RSS slope (MB/h)",
+                "CPU, share of a core",
+                "CPU per source cycle (ms)",
+                "Kubernetes requests per source cycle",
+                "EGP requests per source cycle",
+                "restart: s until every source cycled",
+                "restart: busiest 5 s, cycles/s (steady rate)",
+            ),
+            rows,
+        ),
+    ]
+
+
 def with_many_sources(text: str) -> str:
-    """`text` (RESULTS.md) with the many-sources section of the recorded run, if any."""
+    """`text` (RESULTS.md) with the many-sources section of the recorded runs, if any."""
     text = text.split(MANY_SOURCES_HEADING, 1)[0].rstrip("\n") + "\n"
     if not MANY_SOURCES_JSON.is_file():
         return text
     raw = json.loads(MANY_SOURCES_JSON.read_text())
-    return text + "\n" + "\n".join(many_sources_section(raw))
+    scale = (
+        json.loads(MANY_SOURCES_SCALE_JSON.read_text()) if MANY_SOURCES_SCALE_JSON.is_file() else []
+    )
+    return text + "\n" + "\n".join([*many_sources_section(raw), *many_sources_scale_section(scale)])

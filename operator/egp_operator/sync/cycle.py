@@ -39,7 +39,7 @@ from egp_operator.resources.models import (
 from egp_operator.settings import Settings
 from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
 from egp_operator.sync.naming import SOURCE_LABEL, label_value
-from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, make_plan
+from egp_operator.sync.planner import MirroredModel, Plan, PlanMemo, SourcePolicy, make_plan
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
 from egp_operator.vocabulary import READY, Reason
 from egp_operator.wakeups import sync_request
@@ -130,6 +130,12 @@ class SourceSyncer:
         self.rate_limits = RateLimits()
         #: One pool of connections to EGP endpoints for every source of the process.
         self.connections = SharedConnections(settings.endpoint_policy())
+        #: Per source (by uid), what its last plan found settled; kept while its loop runs.
+        self._plan_memos: dict[str, PlanMemo] = {}
+
+    def forget(self, source: Mapping[str, Any]) -> None:
+        """The source's loop has ended (deleted, or the operator paused): drop its memo."""
+        self._plan_memos.pop(str(source.get("metadata", {}).get("uid", "")), None)
 
     async def aclose(self) -> None:
         await self.connections.aclose()
@@ -254,7 +260,8 @@ class SourceSyncer:
                 )
         now = self.clock()
         policy = SourcePolicy(source.namespace, source.name, spec.deletion_policy, spec.grace)
-        plan = make_plan(listing.models, mirrored, policy, now)
+        memo = None if dry_run else self._plan_memos.setdefault(source.uid, PlanMemo())
+        plan = make_plan(listing.models, mirrored, policy, now, memo=memo)
         message = f"Mirrored {len(listing.models) - len(plan.refused)} models"
         if plan.refused:
             message += (

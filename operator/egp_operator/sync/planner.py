@@ -7,6 +7,7 @@ transitions deserve an Event. Nothing is written when nothing changed.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -104,24 +105,75 @@ class Plan:
         return not (self.creates or self.updates or self.deletes or self.events)
 
 
+@dataclass(frozen=True)
+class _Settled:
+    """A model a plan found mirrored as it should be, and what it was checked against."""
+
+    record: int  # the upstream record's fingerprint
+    mirrored: MirroredModel  # the very index entry: a new watch event replaces it
+    phase: Phase
+    vendor: str
+
+
+_RECORD_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
+def record_fingerprint(model: InferenceModel) -> int | None:
+    """Equal for equal upstream records (every field, the unknown ones too); None for one
+    nested too deeply to encode, which is then never taken as settled."""
+    try:
+        return hash(_RECORD_ENCODER.encode([model.__dict__, model.__pydantic_extra__]))
+    except (RecursionError, ValueError, TypeError):
+        return None
+
+
+class PlanMemo:
+    """What a source's last plan found settled. A model whose upstream record and EGPModel are
+    both as they were then needs no status built and compared again: in a steady cycle at
+    10,000 models that was half the CPU (bench/FINDINGS.md section 9). It holds a fingerprint
+    and a reference per model, not a copy, and only what the last plan saw."""
+
+    def __init__(self) -> None:
+        self._settled: dict[str, _Settled] = {}
+
+    def __len__(self) -> int:
+        return len(self._settled)
+
+
 def make_plan(
     listing: Iterable[InferenceModel],
     mirrored: Iterable[MirroredModel],
     policy: SourcePolicy,
     now: datetime,
+    *,
+    memo: PlanMemo | None = None,
 ) -> Plan:
     """The writes that make the mirror equal a *complete* listing. Never call it on a partial
-    one: models it does not contain are marked missing or deleted."""
+    one: models it does not contain are marked missing or deleted. `memo`, the same object
+    for every plan of a source, lets it skip what the last plan found settled."""
     stamp = timestamp(now)
     result = Plan()
     existing = _one_per_model(mirrored, result)
     upstream: dict[str, InferenceModel] = {model.id: model for model in listing}
+    last_settled = memo._settled if memo is not None else {}
+    settled: dict[str, _Settled] = {}
 
     for model_id, model in upstream.items():
         if len(model_id) > MAX_MODEL_ID_LENGTH:
             result.refused.append(model_id)
             continue
         current = existing.get(model_id)
+        fingerprint = record_fingerprint(model) if memo is not None and current else None
+        known = last_settled.get(model_id)
+        if (
+            known is not None
+            and known.mirrored is current
+            and fingerprint is not None
+            and known.record == fingerprint
+        ):
+            result.model_counts[known.phase, known.vendor] += 1
+            settled[model_id] = known
+            continue
         status = observed_status(
             model,
             now=stamp,
@@ -140,7 +192,10 @@ def make_plan(
             name = object_name(policy.namespace, policy.name, model_id, model.name)
             result.creates.append(Create(name, model_id, labels, status))
             continue
-        _update(result, current, labels, status)
+        if not _update(result, current, labels, status) and fingerprint is not None:
+            settled[model_id] = _Settled(
+                fingerprint, current, status["phase"], model.model_vendor or ""
+            )
 
     for model_id, current in existing.items():
         if model_id in upstream:
@@ -161,6 +216,8 @@ def make_plan(
         )
         _update(result, current, labels, status)
     result.events = _within_budget(result.events, policy)
+    if memo is not None:
+        memo._settled = settled
     return result
 
 
@@ -187,12 +244,13 @@ def _within_budget(events: list[Event], policy: SourcePolicy) -> list[Event]:
 
 def _update(
     result: Plan, current: MirroredModel, labels: dict[str, str], status: dict[str, Any]
-) -> None:
+) -> bool:
+    """Plan the writes that make `current` say `labels` and `status`; False when none."""
     labels_changed = any(current.labels.get(key) != value for key, value in labels.items())
     # Equal as built is the common case and a C-speed check; only then the null-blind one.
     status_changed = status != current.status and _comparable(status) != _comparable(current.status)
     if not (labels_changed or status_changed):
-        return
+        return False
     result.updates.append(
         Update(
             current.name,
@@ -204,6 +262,7 @@ def _update(
     before, after = current.status.get("phase"), status["phase"]
     if before != after:
         result.events.append(_transition_event(current.name, before, after, status))
+    return True
 
 
 def _transition_event(
