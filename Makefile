@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench bench-soak kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
+.PHONY: help venv lint format test test-fast bench bench-soak bench-scale kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo-down     stop the demo"
 	@echo "make bench         measure a sync at 1,000 and 10,000 models into bench/RESULTS.md (~15 min)"
 	@echo "make bench-soak    1,000 sources for 30 minutes: memory and CPU over time (~35 min)"
+	@echo "make bench-scale   100, 1,000 and 3,000 sources, and a restart of each (~40 min)"
 	@echo "make cluster-up    start kube-apiserver + etcd + kube-controller-manager on loopback"
 	@echo "make cluster-down  stop them"
 
@@ -81,6 +82,12 @@ bench: venv kube-bins
 bench-soak: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
 		$(BIN)/python -m bench.many_sources --sources 1000 --models 1 --minutes 30 --record
+
+# 100, 1,000 and 3,000 sources for 6 minutes each, then a restart of the operator: the cost per
+# source as sources multiply, and how the first cycles after a restart spread. About 40 minutes.
+bench-scale: venv kube-bins
+	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" $(BIN)/python -m bench.many_sources \
+		--sources 100,1000,3000 --models 1 --minutes 6 --restart --record-scale
 
 demo-down: venv
 	$(BIN)/python -m egp_testbench.demo down --dir "$(EGP_CLUSTER_DIR)/demo"
