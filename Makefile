@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench bench-soak bench-scale kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
+.PHONY: help venv lint format test test-fast bench bench-soak bench-scale bench-growth kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench         measure a sync at 1,000 and 10,000 models into bench/RESULTS.md (~15 min)"
 	@echo "make bench-soak    1,000 sources for 30 minutes: memory and CPU over time (~35 min)"
 	@echo "make bench-scale   100, 1,000 and 3,000 sources, and a restart of each (~40 min)"
+	@echo "make bench-growth  one source of 1,000, 10,000 and 50,000 models (~30 min)"
 	@echo "make cluster-up    start kube-apiserver + etcd + kube-controller-manager on loopback"
 	@echo "make cluster-down  stop them"
 
@@ -88,6 +89,13 @@ bench-soak: venv kube-bins
 bench-scale: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" $(BIN)/python -m bench.many_sources \
 		--sources 100,1000,3000 --models 1 --minutes 6 --restart --record-scale
+
+# One source of 1,000, 10,000 and 50,000 models: the first mirror, the steady cycle and memory
+# as a source grows, and the slopes between them. About 30 minutes.
+bench-growth: venv kube-bins
+	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" $(BIN)/python -m bench.many_sources \
+		--sources 1 --models 1000,10000,50000 --interval 30s --minutes 5 --sample-every 5 \
+		--record-growth
 
 demo-down: venv
 	$(BIN)/python -m egp_testbench.demo down --dir "$(EGP_CLUSTER_DIR)/demo"

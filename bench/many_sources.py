@@ -15,6 +15,8 @@ CPU as a share of a core, and per source and cycle: CPU ms, Kubernetes and EGP r
 every second until each has had one: how the first cycles of a restart spread their load
 (`handlers.first_cycle_delay`). `--sources 100,1000,3000` runs each count in turn, each on a
 fresh control plane; `--record-scale` records such a run as the scale table of RESULTS.md.
+`--sources 1 --models 1000,10000,50000 --record-growth` records one source as its models grow:
+the first mirror, the steady cycle and the memory (the growth table).
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from typing import Any
 
 from bench.kubeapi import KubeAPI, load_crds
 from bench.procs import FakeEGPProcess, OperatorProcess
-from bench.report import MANY_SOURCES_JSON, MANY_SOURCES_SCALE_JSON, with_many_sources
+from bench.report import (
+    MANY_SOURCES_GROWTH_JSON,
+    MANY_SOURCES_JSON,
+    MANY_SOURCES_SCALE_JSON,
+    interval_seconds,
+    with_many_sources,
+)
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_testbench.cluster import LocalControlPlane, find_bin_dir
 
@@ -61,6 +69,7 @@ class Run:
     interval: str
     idle_rss_mb: float = 0.0
     mirrored_after_seconds: float = 0.0
+    peak_rss_mb: float = 0.0  # VmHWM at the end
     samples: list[Sample] = field(default_factory=list)
     #: After a restart of the operator: (seconds since it was ready, cycles since then).
     restart: list[tuple[float, float]] = field(default_factory=list)
@@ -80,7 +89,7 @@ class Run:
         return {
             "restart: seconds until every source cycled": done,
             "restart: busiest 5 s, cycles per second": peak,
-            "steady cycles per second": self.sources / _seconds(self.interval),
+            "steady cycles per second": self.sources / interval_seconds(self.interval),
         }
 
     def steady(self) -> list[Sample]:
@@ -120,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sources", default="200", help="how many sources; a comma-separated list runs each"
     )
-    parser.add_argument("--models", type=int, default=1, help="models per source")
+    parser.add_argument(
+        "--models", default="1", help="models per source; a comma-separated list runs each"
+    )
     parser.add_argument("--interval", default="60s", help="every source's refreshInterval")
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--sample-every", type=float, default=15.0, help="seconds")
@@ -136,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
         "--restart", action="store_true", help="then restart the operator and time its first cycles"
     )
     parser.add_argument(
+        "--record-growth",
+        action="store_true",
+        help="record the runs (one per --models count) as the growth table of RESULTS.md",
+    )
+    parser.add_argument(
         "--record-scale",
         action="store_true",
         help="record the runs (one per --sources count) as the scale table of RESULTS.md",
@@ -143,10 +159,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _seconds(duration: str) -> float:
-    """A refreshInterval as the bench writes it (`60s`, `2m`)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    return float(duration[:-1]) * units[duration[-1]]
+def _settings(run: Run) -> dict[str, str]:
+    """The operator's settings: as deployed, but with room for the listing of a large source
+    (the defaults refuse more than 20,000 models or 32 MiB of pages)."""
+    settings = {"status_heartbeat_seconds": "3600"}
+    if run.models_per_source > 20_000:
+        settings["max_models_per_source"] = str(2 * run.models_per_source)
+        settings["max_listing_bytes"] = str(run.models_per_source * 4096)
+    return settings
 
 
 async def _create_sources(kube: KubeAPI, egp_url: str, run: Run) -> None:
@@ -196,19 +216,18 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
             try:
                 await kube.prepare_for_operator(load_crds(REPO / "crds"))
                 operator = OperatorProcess(
-                    plane.kubeconfig, work / "operator.log", status_heartbeat_seconds="3600"
+                    plane.kubeconfig, work / "operator.log", **_settings(run)
                 )
                 try:
                     await _observe(run, args, kube, egp, operator)
                     if args.restart:
                         operator.stop()
                         operator = OperatorProcess(
-                            plane.kubeconfig,
-                            work / "operator-restarted.log",
-                            status_heartbeat_seconds="3600",
+                            plane.kubeconfig, work / "operator-restarted.log", **_settings(run)
                         )
                         await _first_cycles(run, operator)
                 finally:
+                    run.peak_rss_mb = operator.memory()["VmHWM"] / MB
                     operator.stop()
             finally:
                 await kube.aclose()
@@ -279,8 +298,8 @@ def plot(runs: Sequence[Run], labels: Sequence[str], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def _one(sources: int, args: argparse.Namespace, command: str) -> Run:
-    run = Run(command, sources, args.models, args.interval)
+def _one(sources: int, models: int, args: argparse.Namespace, command: str) -> Run:
+    run = Run(command, sources, models, args.interval)
     work = Path(tempfile.mkdtemp(prefix="egp-many-"))
     try:
         asyncio.run(measure(run, args, work))
@@ -290,7 +309,7 @@ def _one(sources: int, args: argparse.Namespace, command: str) -> Run:
         else:
             shutil.rmtree(work, ignore_errors=True)
     for name, value in {**run.summary(), **run.restart_summary()}.items():
-        print(f"many_sources: {sources} sources: {name}: {value:.2f}")
+        print(f"many_sources: {sources} x {models}: {name}: {value:.2f}")
     return run
 
 
@@ -301,7 +320,11 @@ def _raw(run: Run) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = " ".join([".venv/bin/python -m bench.many_sources", *(argv or sys.argv[1:])])
-    runs = [_one(int(count), args, command) for count in args.sources.split(",")]
+    runs = [
+        _one(int(sources), int(models), args, command)
+        for sources in args.sources.split(",")
+        for models in args.models.split(",")
+    ]
     if args.json is not None:
         raws = [_raw(run) for run in runs]
         args.json.write_text(json.dumps(raws[0] if len(raws) == 1 else raws, indent=2) + "\n")
@@ -313,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         plot(runs[-1:], labels[-1:], MANY_SOURCES_JSON.with_suffix(".png"))
     if args.record_scale:
         MANY_SOURCES_SCALE_JSON.write_text(json.dumps([_raw(run) for run in runs], indent=2) + "\n")
-    if args.record or args.record_scale:
+    if args.record_growth:
+        MANY_SOURCES_GROWTH_JSON.write_text(
+            json.dumps([_raw(run) for run in runs], indent=2) + "\n"
+        )
+    if args.record or args.record_scale or args.record_growth:
         results = REPO / "bench" / "RESULTS.md"
         results.write_text(with_many_sources(results.read_text()))
         print(f"many_sources: recorded in {results}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -462,6 +463,108 @@ def many_sources_scale_section(raws: list[dict[str, Any]]) -> list[str]:
                 "restart: busiest 5 s, cycles/s (steady rate)",
             ),
             rows,
+        ),
+    ]
+
+
+#: The last recorded growth runs (`python -m bench.many_sources --sources 1 --models
+#: 1000,10000,50000 --record-growth`).
+MANY_SOURCES_GROWTH_JSON = Path(__file__).resolve().parent / "many_sources_growth.json"
+
+
+def _steady_cycle_cpu(raw: dict[str, Any]) -> float:
+    """CPU seconds per cycle over the samples from one interval after the first mirror (the
+    watch events of the mirror's writes are digested by then)."""
+    start = raw["mirrored_after_seconds"] + interval_seconds(raw["interval"])
+    steady = [sample for sample in raw["samples"] if sample["seconds"] >= start]
+    if len(steady) < 2 or steady[-1]["cycles"] == steady[0]["cycles"]:
+        return math.nan
+    first, last = steady[0], steady[-1]
+    return float((last["cpu_seconds"] - first["cpu_seconds"]) / (last["cycles"] - first["cycles"]))
+
+
+def interval_seconds(duration: str) -> float:
+    """A refreshInterval as the bench writes it (`60s`, `2m`)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(duration[:-1]) * units[duration[-1]]
+
+
+def many_sources_growth_section(raws: list[dict[str, Any]]) -> list[str]:
+    """One source as its models grow: first mirror, steady cycle, memory, and the slopes."""
+    if not raws:
+        return []
+    rows = []
+    points = []
+    for raw in raws:
+        models = raw["models_per_source"]
+        mirror = raw["mirrored_after_seconds"]
+        steady_cpu = _steady_cycle_cpu(raw)
+        end_rss = raw["samples"][-1]["rss_mb"] if raw["samples"] else math.nan
+        points.append((models, mirror, steady_cpu, raw["peak_rss_mb"], end_rss))
+        rows.append(
+            (
+                f"{models:,}",
+                f"{mirror:.0f}",
+                f"{models / mirror:.0f}" if mirror else "",
+                f"{steady_cpu:.2f}",
+                f"{raw['peak_rss_mb']:.0f}",
+                f"{end_rss:.0f}",
+                f"{(end_rss - raw['idle_rss_mb']) * 1024 / models:.1f}",
+            )
+        )
+    slopes = []
+    for (n0, m0, c0, p0, r0), (n1, m1, c1, p1, r1) in itertools.pairwise(points):
+        per_thousand = 1000 / (n1 - n0)
+        slopes.append(
+            (
+                f"{n0:,} -> {n1:,}",
+                f"{(m1 - m0) * per_thousand:.1f}",
+                f"{(c1 - c0) * per_thousand:.3f}",
+                f"{(p1 - p0) * per_thousand:.1f}",
+                f"{(r1 - r0) * per_thousand:.1f}",
+            )
+        )
+    sample_every = (
+        raws[0]["samples"][1]["seconds"] - raws[0]["samples"][0]["seconds"]
+        if len(raws[0]["samples"]) > 1
+        else math.nan
+    )
+    return [
+        "### One source as its models grow",
+        "",
+        f"One EGPSource, refreshInterval {raws[0]['interval']}, pageSize 500, each count on a"
+        " fresh control plane. The first mirror is timed from the source's creation to the end"
+        f" of its first cycle, to the nearest {sample_every:.0f} s; the steady cycle is the"
+        " operator's CPU per cycle from one interval after it; the operator's limits on a"
+        " listing are raised above 20,000 models:",
+        "",
+        "```sh",
+        raws[0]["command"],
+        "```",
+        "",
+        *_table(
+            (
+                "models",
+                "first mirror (s)",
+                "models/s",
+                "steady cycle CPU (s)",
+                "peak RSS, VmHWM (MB)",
+                "RSS at the end (MB)",
+                "KB per model (RSS at the end - idle)",
+            ),
+            rows,
+        ),
+        "Slopes, per 1,000 more models:",
+        "",
+        *_table(
+            (
+                "from -> to",
+                "first mirror (s)",
+                "steady cycle CPU (s)",
+                "peak RSS (MB)",
+                "RSS at the end (MB)",
+            ),
+            slopes,
         ),
     ]
 
