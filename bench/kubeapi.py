@@ -131,7 +131,7 @@ class KubeAPI:
         for name in names:
             while True:
                 crd = await self.request("GET", f"{base}/{name}")
-                conditions = crd.get("status", {}).get("conditions", [])
+                conditions = (crd.get("status") or {}).get("conditions") or []
                 if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                     break
                 if time.monotonic() > deadline:

@@ -317,14 +317,27 @@ def _raw(run: Run) -> dict[str, Any]:
     return {**asdict(run), "summary": run.summary(), "restart_summary": run.restart_summary()}
 
 
+def _record_runs(path: Path, raws: list[dict[str, Any]], key: str) -> None:
+    """Keep the recorded runs of `path` in order of `key`, these replacing any of the same
+    count: a table can be completed one count at a time."""
+    kept = json.loads(path.read_text()) if path.is_file() else []
+    by_count = {raw[key]: raw for raw in [*kept, *raws]}
+    path.write_text(json.dumps([by_count[count] for count in sorted(by_count)], indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = " ".join([".venv/bin/python -m bench.many_sources", *(argv or sys.argv[1:])])
-    runs = [
-        _one(int(sources), int(models), args, command)
-        for sources in args.sources.split(",")
-        for models in args.models.split(",")
-    ]
+    runs = []
+    for sources in args.sources.split(","):
+        for models in args.models.split(","):
+            runs.append(_one(int(sources), int(models), args, command))
+            for wanted, path, key in (  # each as it ends: a later one may fail
+                (args.record_scale, MANY_SOURCES_SCALE_JSON, "sources"),
+                (args.record_growth, MANY_SOURCES_GROWTH_JSON, "models_per_source"),
+            ):
+                if wanted:
+                    _record_runs(path, [_raw(runs[-1])], key)
     if args.json is not None:
         raws = [_raw(run) for run in runs]
         args.json.write_text(json.dumps(raws[0] if len(raws) == 1 else raws, indent=2) + "\n")
@@ -334,12 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         MANY_SOURCES_JSON.write_text(json.dumps(_raw(runs[-1]), indent=2) + "\n")
         plot(runs[-1:], labels[-1:], MANY_SOURCES_JSON.with_suffix(".png"))
-    if args.record_scale:
-        MANY_SOURCES_SCALE_JSON.write_text(json.dumps([_raw(run) for run in runs], indent=2) + "\n")
-    if args.record_growth:
-        MANY_SOURCES_GROWTH_JSON.write_text(
-            json.dumps([_raw(run) for run in runs], indent=2) + "\n"
-        )
     if args.record or args.record_scale or args.record_growth:
         results = REPO / "bench" / "RESULTS.md"
         results.write_text(with_many_sources(results.read_text()))

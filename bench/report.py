@@ -446,7 +446,7 @@ def many_sources_scale_section(raws: list[dict[str, Any]]) -> list[str]:
         " its first cycles are counted every second:",
         "",
         "```sh",
-        raws[0]["command"],
+        *dict.fromkeys(raw["command"] for raw in raws),
         "```",
         "",
         *_table(
@@ -539,7 +539,7 @@ def many_sources_growth_section(raws: list[dict[str, Any]]) -> list[str]:
         " listing are raised above 20,000 models:",
         "",
         "```sh",
-        raws[0]["command"],
+        *dict.fromkeys(raw["command"] for raw in raws),
         "```",
         "",
         *_table(
