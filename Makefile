@@ -12,7 +12,7 @@ help:
 	@echo "make test-fast     unit and integration tests only (no Kubernetes control plane)"
 	@echo "make demo          the whole product on loopback: control plane, local EGP, operator"
 	@echo "make demo-down     stop the demo"
-	@echo "make bench         measure a sync at 1,000 and 10,000 models into bench/RESULTS.md (~15 min)"
+	@echo "make bench         measure a sync at 1,000, 2,000 and 10,000 models into bench/RESULTS.md (~20 min)"
 	@echo "make bench-soak    1,000 sources for 30 minutes: memory and CPU over time (~35 min)"
 	@echo "make bench-scale   100, 1,000 and 3,000 sources, and a restart of each (~40 min)"
 	@echo "make bench-growth  one source of 1,000, 10,000 and 50,000 models (~30 min)"

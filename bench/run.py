@@ -40,7 +40,9 @@ REPO = BENCH_DIR.parent
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument(
-        "--sizes", default="1000,10000", help="comma-separated model counts (default 1000,10000)"
+        "--sizes",
+        default="1000,2000,10000",
+        help="comma-separated model counts (default 1000,2000,10000)",
     )
     parser.add_argument("--page-size", type=int, default=500, help="EGPSource pageSize")
     parser.add_argument(
