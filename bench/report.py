@@ -412,8 +412,8 @@ def many_sources_section(raw: dict[str, Any]) -> list[str]:
         MANY_SOURCES_HEADING,
         "",
         f"{raw['sources']:,} EGPSources, {raw['models_per_source']} model(s) each, one"
-        f" namespace and EGP account each, refreshInterval {raw['interval']}, sampled over"
-        f" {minutes:.0f} minutes once every source existed (bench/many_sources.py):",
+        f" namespace and EGP account each, refreshInterval {raw['interval']}, sampled for"
+        f" {minutes:.0f} minutes from their creation (bench/many_sources.py):",
         "",
         "```sh",
         raw["command"],
@@ -510,6 +510,9 @@ def many_sources_growth_section(raws: list[dict[str, Any]]) -> list[str]:
     for raw in raws:
         models = raw["models_per_source"]
         mirror = raw["mirrored_after_seconds"]
+        if not mirror:  # the first mirror did not end within the run
+            rows.append((f"{models:,}", "did not end", "", "", f"{raw['peak_rss_mb']:.0f}", "", ""))
+            continue
         steady_cpu = _steady_cycle_cpu(raw)
         end_rss = raw["samples"][-1]["rss_mb"] if raw["samples"] else math.nan
         points.append((models, mirror, steady_cpu, raw["peak_rss_mb"], end_rss))
