@@ -590,7 +590,13 @@ def with_many_sources(text: str) -> str:
     if not MANY_SOURCES_JSON.is_file():
         return text
     raw = json.loads(MANY_SOURCES_JSON.read_text())
-    scale = (
-        json.loads(MANY_SOURCES_SCALE_JSON.read_text()) if MANY_SOURCES_SCALE_JSON.is_file() else []
+    scale, growth = (
+        json.loads(path.read_text()) if path.is_file() else []
+        for path in (MANY_SOURCES_SCALE_JSON, MANY_SOURCES_GROWTH_JSON)
     )
-    return text + "\n" + "\n".join([*many_sources_section(raw), *many_sources_scale_section(scale)])
+    sections = [
+        *many_sources_section(raw),
+        *many_sources_scale_section(scale),
+        *many_sources_growth_section(growth),
+    ]
+    return text + "\n" + "\n".join(sections)
