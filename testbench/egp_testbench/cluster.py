@@ -614,13 +614,27 @@ class LocalControlPlane:
             _terminate([proc], self._children, self.stop_timeout)
             self._children.pop(proc.pid, None)
         deadline = time.monotonic() + self.ready_timeout
-        self._spawn(name, args)
         health = {
             "etcd": self._etcd_healthy,
             "kube-apiserver": self._apiserver_ready,
             "kube-controller-manager": self._kcm_healthy,
         }[name]
-        self._wait(f"{name} after a restart", deadline, health)
+        while True:
+            self._spawn(name, args)
+            try:
+                self._wait(f"{name} after a restart", deadline, health)
+                break
+            except ClusterError as error:
+                # After a SIGKILL the killed server's connections can hold its port for a few
+                # seconds more (bind: address already in use): start it again until the
+                # deadline.
+                if "address already in use" not in str(error) or time.monotonic() > deadline:
+                    raise
+                with self._lock:
+                    dead = next(p for p in reversed(self._procs) if p.name == name)
+                    self._procs.remove(dead)
+                    self._children.pop(dead.pid, None)
+                time.sleep(0.5)
         if name == "etcd":
             self._wait("kube-apiserver /readyz", deadline, self._apiserver_ready)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -16,12 +17,43 @@ from typing import Final
 KILL_WAIT: Final = 10.0
 
 
+#: Where the kernel picks the source ports of outgoing connections, unless it says otherwise.
+_EPHEMERAL_DEFAULT: Final = (32768, 60999)
+#: How far below that range listening ports are picked.
+_LISTEN_SPAN: Final = 16384
+
+
+def _ephemeral_low() -> int:
+    try:
+        low, _ = (
+            int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        )
+    except (OSError, ValueError):
+        return _EPHEMERAL_DEFAULT[0]
+    return low
+
+
 def free_ports(count: int) -> list[int]:
     """Distinct loopback ports that were free a moment ago: every socket stays bound until all
-    are picked, so no two are the same."""
+    are picked, so no two are the same. They lie below the kernel's ephemeral range: a server
+    restarted on its port in a test must find it free, and while it is down, a client retrying
+    a connection to it could otherwise be given that very port as its source and connect to
+    itself (TCP self-connect), holding the port."""
+    top = _ephemeral_low()
+    bottom = max(1024, top - _LISTEN_SPAN)
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        candidates = random.sample(range(bottom, top), top - bottom) if top > bottom else []
+        for port in candidates:
+            if len(ports) == count:
+                break
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+        while len(ports) < count:  # no room below the range: any free port
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind(("127.0.0.1", 0))
             ports.append(int(sock.getsockname()[1]))
