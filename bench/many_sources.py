@@ -41,10 +41,9 @@ from bench.report import (
     MANY_SOURCES_GROWTH_JSON,
     MANY_SOURCES_JSON,
     MANY_SOURCES_SCALE_JSON,
-    interval_seconds,
     with_many_sources,
 )
-from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
+from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION, parse_duration
 from egp_testbench.cluster import LocalControlPlane, find_bin_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +89,8 @@ class Run:
         return {
             "restart: seconds until every source cycled": done,
             "restart: busiest 5 s, cycles per second": peak,
-            "steady cycles per second": self.sources / interval_seconds(self.interval),
+            "steady cycles per second": self.sources
+            / parse_duration(self.interval).total_seconds(),
         }
 
     def steady(self) -> list[Sample]:

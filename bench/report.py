@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.baselines import Timed
 from bench.scenario import CycleStats, StageResult
+from egp_operator.resources.models import parse_duration
 
 MB = 1024 * 1024
 #: Issue 14's targets: against the plain aiohttp client (the cheapest in Python) at every size,
@@ -487,18 +488,12 @@ MANY_SOURCES_GROWTH_JSON = Path(__file__).resolve().parent / "many_sources_growt
 def _steady_cycle_cpu(raw: dict[str, Any]) -> float:
     """CPU seconds per cycle over the samples from one interval after the first mirror (the
     watch events of the mirror's writes are digested by then)."""
-    start = raw["mirrored_after_seconds"] + interval_seconds(raw["interval"])
+    start = raw["mirrored_after_seconds"] + parse_duration(raw["interval"]).total_seconds()
     steady = [sample for sample in raw["samples"] if sample["seconds"] >= start]
     if len(steady) < 2 or steady[-1]["cycles"] == steady[0]["cycles"]:
         return math.nan
     first, last = steady[0], steady[-1]
     return float((last["cpu_seconds"] - first["cpu_seconds"]) / (last["cycles"] - first["cycles"]))
-
-
-def interval_seconds(duration: str) -> float:
-    """A refreshInterval as the bench writes it (`60s`, `2m`)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    return float(duration[:-1]) * units[duration[-1]]
 
 
 def many_sources_growth_section(raws: list[dict[str, Any]]) -> list[str]:

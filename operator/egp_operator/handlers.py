@@ -174,7 +174,7 @@ async def sync_source(
             delay = _backoff(max(failures, 1), settings)
         jitter = settings.interval_jitter
         await wakeups.sleep(stopped, woken, delay * random.uniform(1 - jitter, 1 + jitter))
-    syncer.forget(_plain(body))
+    syncer.forget(str(body.get("metadata", {}).get("uid", "")))
     if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
         metrics.forget_source(namespace or "", name)
 

@@ -25,6 +25,7 @@ PEERING_API: Final = "/apis/kopf.dev/v1"
 CLUSTER_PEERINGS: Final = f"{PEERING_API}/clusterkopfpeerings"
 #: Marks a peering object as this operator's, among those of other kopf operators.
 PEERING_LABEL: Final = ("app.kubernetes.io/name", "egp-operator")
+_LABELS: Final = dict([PEERING_LABEL])
 _SELECTOR: Final = {"labelSelector": "=".join(PEERING_LABEL)}
 
 
@@ -49,7 +50,7 @@ async def ensure_peering(kube: KubeAPI, name: str, namespaces: tuple[str, ...]) 
         kind = "KopfPeering" if namespace else "ClusterKopfPeering"
         metadata = {
             "name": name,
-            "labels": dict([PEERING_LABEL]),
+            "labels": _LABELS,
             **({"namespace": namespace} if namespace else {}),
         }
         try:
@@ -67,9 +68,7 @@ async def ensure_peering(kube: KubeAPI, name: str, namespaces: tuple[str, ...]) 
                 )
                 continue
             try:
-                await kube.merge_patch(
-                    f"{path}/{segment(name)}", {"metadata": {"labels": dict([PEERING_LABEL])}}
-                )
+                await kube.merge_patch(f"{path}/{segment(name)}", {"metadata": {"labels": _LABELS}})
             except KubeError as label_error:
                 log.warning("could not label the %s %s: %s", kind, name, label_error)
 
@@ -84,15 +83,14 @@ class Peer:
     priority: object
 
 
-async def live_peers(
-    kube: KubeAPI, path: str, params: dict[str, str] | None = None
-) -> list[Peer] | None:
-    """The live replicas of the peering objects at `path`; None when they cannot be read."""
+async def live_peers(kube: KubeAPI, path: str, params: dict[str, str] | None = None) -> list[Peer]:
+    """The live replicas of the peering objects at `path`; none when they cannot be read
+    (that is logged: these checks guard against a mistake, they are not a lock)."""
     try:
         answer = await kube.get(path, params=params)
     except KubeError as error:
         log.warning("could not read the peering objects at %s: %s", path, error)
-        return None
+        return []
     now = datetime.now(UTC)
     peers: list[Peer] = []
     for peering in answer.get("items") or []:
@@ -118,7 +116,7 @@ async def warn_if_priority_taken(
     operator that silently stopped. Returns the peers that hold it."""
     holders: list[str] = []
     for path, _ in _collections(namespaces):
-        peers = await live_peers(kube, path, {"fieldSelector": f"metadata.name={name}"}) or []
+        peers = await live_peers(kube, path, {"fieldSelector": f"metadata.name={name}"})
         holders += [peer.identity for peer in peers if peer.priority == priority]
     if holders:
         log.error(
@@ -135,13 +133,12 @@ async def overlapping_operators(
     kube: KubeAPI, name: str, namespaces: tuple[str, ...]
 ) -> list[Peer]:
     """Live replicas of another egp-operator (another peering name, or a cluster-wide one
-    next to a shard) that serve a namespace this one would serve. What cannot be read is
-    logged and skipped: the check guards against a mistake, it is not a lock."""
+    next to a shard) that serve a namespace this one would serve."""
     if not namespaces:  # cluster-wide: every shard's KopfPeerings overlap
-        return await live_peers(kube, f"{PEERING_API}/kopfpeerings", _SELECTOR) or []
-    overlapping = await live_peers(kube, CLUSTER_PEERINGS, _SELECTOR) or []
+        return await live_peers(kube, f"{PEERING_API}/kopfpeerings", _SELECTOR)
+    overlapping = await live_peers(kube, CLUSTER_PEERINGS, _SELECTOR)
     for ns in namespaces:
-        peers = await live_peers(kube, namespaced_peerings(ns), _SELECTOR) or []
+        peers = await live_peers(kube, namespaced_peerings(ns), _SELECTOR)
         overlapping += [peer for peer in peers if peer.peering != name]
     return overlapping
 

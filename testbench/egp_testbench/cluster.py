@@ -598,6 +598,14 @@ class LocalControlPlane:
         """Leave the processes running when this Python process exits (for ``up``)."""
         self._detached = True
 
+    def _proc(self, name: str) -> _Proc:
+        return next(p for p in self._procs if p.name == name)
+
+    def _forget(self, proc: _Proc) -> None:
+        """`proc` has exited: no longer one of ours."""
+        self._procs.remove(proc)
+        self._children.pop(proc.pid, None)
+
     def restart(self, name: str, *, sig: int = signal.SIGTERM) -> None:
         """Stop one process (``sig``: SIGTERM for a clean stop, SIGKILL for a crash) and start
         it again on the same ports and data, for fault tests; returns once it is healthy."""
@@ -607,12 +615,11 @@ class LocalControlPlane:
             "kube-controller-manager": self._controller_manager_args,
         }[name]()
         with self._lock:
-            proc = next(p for p in self._procs if p.name == name)
+            proc = self._proc(name)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            self._procs.remove(proc)
             _terminate([proc], self._children, self.stop_timeout)
-            self._children.pop(proc.pid, None)
+            self._forget(proc)
         deadline = time.monotonic() + self.ready_timeout
         health = {
             "etcd": self._etcd_healthy,
@@ -631,9 +638,7 @@ class LocalControlPlane:
                 if "address already in use" not in str(error) or time.monotonic() > deadline:
                     raise
                 with self._lock:
-                    dead = next(p for p in reversed(self._procs) if p.name == name)
-                    self._procs.remove(dead)
-                    self._children.pop(dead.pid, None)
+                    self._forget(self._proc(name))
                 time.sleep(0.5)
         if name == "etcd":
             self._wait("kube-apiserver /readyz", deadline, self._apiserver_ready)

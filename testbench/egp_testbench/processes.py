@@ -17,8 +17,8 @@ from typing import Final
 KILL_WAIT: Final = 10.0
 
 
-#: Where the kernel picks the source ports of outgoing connections, unless it says otherwise.
-_EPHEMERAL_DEFAULT: Final = (32768, 60999)
+#: Where the kernel's range of source ports for outgoing connections starts, unless it says.
+_EPHEMERAL_LOW_DEFAULT: Final = 32768
 #: How far below that range listening ports are picked.
 _LISTEN_SPAN: Final = 16384
 
@@ -29,7 +29,7 @@ def _ephemeral_low() -> int:
             int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         )
     except (OSError, ValueError):
-        return _EPHEMERAL_DEFAULT[0]
+        return _EPHEMERAL_LOW_DEFAULT
     return low
 
 

@@ -5,6 +5,7 @@ and an operator that would serve a namespace a live shard serves refuses to star
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,23 +85,20 @@ def test_two_shards_mirror_their_own_namespaces_and_nothing_else(
         what="no cluster-wide egp-operator to be alive (an earlier module's)",
     )
 
-    with (
-        running_operator(
-            control_plane.kubeconfig,
-            tmp_path / "shard-a.log",
-            command=shard_command([tenant_namespaces[s] for s in SHARDS["egp-shard-a"]]),
-            peering_name="egp-shard-a",
-        ) as shard_a,
-        running_operator(
-            control_plane.kubeconfig,
-            tmp_path / "shard-b.log",
-            command=shard_command([tenant_namespaces[s] for s in SHARDS["egp-shard-b"]]),
-            peering_name="egp-shard-b",
-        ) as shard_b,
-    ):
+    with contextlib.ExitStack() as shards:
+        served = {
+            peering_name: shards.enter_context(
+                running_operator(
+                    control_plane.kubeconfig,
+                    tmp_path / f"{peering_name}.log",
+                    command=shard_command([tenant_namespaces[s] for s in shorts]),
+                    peering_name=peering_name,
+                )
+            )
+            for peering_name, shorts in SHARDS.items()
+        }
         for short in ("a1", "a2", "b1", "b2"):
             wait_mirrored(mirrors[short], 3)
-        served = {"egp-shard-a": shard_a, "egp-shard-b": shard_b}
         for peering_name, shorts in SHARDS.items():
             expected = {tenant_namespaces[s] for s in shorts}
             eventually(
@@ -150,5 +148,5 @@ def test_two_shards_mirror_their_own_namespaces_and_nothing_else(
             finally:
                 intruder.stop()
         assert mirrors["c1"].models() == []
-        assert shard_a.alive()
-        assert shard_b.alive()
+        assert served["egp-shard-a"].alive()
+        assert served["egp-shard-b"].alive()

@@ -154,14 +154,18 @@ class SourceSyncer:
         self.applier = Applier(kube)
         #: One for every source of the process: a 429 holds every source of its key and account.
         self.rate_limits = RateLimits()
+        #: Derived from the settings once: every cycle's client uses them.
+        self.endpoint_policy = settings.endpoint_policy()
+        self.read_limits = settings.read_limits()
         #: One pool of connections to EGP endpoints for every source of the process.
-        self.connections = SharedConnections(settings.endpoint_policy())
+        self.connections = SharedConnections(self.endpoint_policy)
         #: Per source (by uid), what its last plan found settled; kept while its loop runs.
         self._plan_memos: dict[str, PlanMemo] = {}
 
-    def forget(self, source: Mapping[str, Any]) -> None:
-        """The source's loop has ended (deleted, or the operator paused): drop its memo."""
-        self._plan_memos.pop(str(source.get("metadata", {}).get("uid", "")), None)
+    def forget(self, uid: str) -> None:
+        """The loop of the source `uid` has ended (deleted, or the operator paused): drop its
+        memo."""
+        self._plan_memos.pop(uid, None)
 
     async def aclose(self) -> None:
         await self.connections.aclose()
@@ -261,8 +265,8 @@ class SourceSyncer:
                 account_id=spec.account_id,
                 timeout=self.settings.egp_timeout_seconds,
                 retry=RetryPolicy(max_retries=self.settings.egp_max_retries),
-                limits=self.settings.read_limits(),
-                endpoint_policy=self.settings.endpoint_policy(),
+                limits=self.read_limits,
+                endpoint_policy=self.endpoint_policy,
                 rate_limits=self.rate_limits,
                 transport=self.connections.transport(
                     tls_context(self.settings.egp_ca_file or self.settings.egp_verify_tls)
