@@ -10,10 +10,20 @@ import contextlib
 from collections.abc import Mapping
 from typing import Final
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from egp_operator.egp.models import MODEL_VENDORS
 from egp_operator.resources.models import Phase
+
+#: A `_created` series beside every counter and histogram of every source would be read by
+#: nothing here, and would make each scrape 10% bigger (2,000 lines at 1,000 sources).
+disable_created_metrics()
 
 PREFIX: Final = "egp_operator"
 #: Label values that come from upstream are drawn from these sets, so a hostile endpoint

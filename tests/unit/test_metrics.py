@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 
 from egp_operator import metrics
 
@@ -58,3 +58,14 @@ def test_a_deleted_source_leaves_no_series_and_can_come_back() -> None:
 
     metrics.set_model_counts(namespace, "src", {("Deploying", "openai"): 1})
     assert model_series(namespace) == {("src", "Deploying", "openai"): 1}
+
+
+def test_a_scrape_holds_no_created_series() -> None:
+    namespace = f"ns-{uuid.uuid4().hex[:6]}"
+    metrics.SYNC_DURATION.labels(namespace, "src").observe(0.2)
+    metrics.SYNC_ERRORS.labels(namespace, "src", "InternalError").inc()
+
+    scraped = generate_latest(REGISTRY).decode()
+
+    assert f'egp_operator_sync_duration_seconds_count{{namespace="{namespace}"' in scraped
+    assert "_created" not in scraped

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, quote_plus
 
@@ -125,6 +126,22 @@ def _cached_tls_context(verify: bool | str, ca_file_version: int) -> ssl.SSLCont
     return httpx.create_ssl_context(verify=verify)
 
 
+def http_client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+    """An HTTP client as EGP clients use it: one may serve many sources, so it holds nothing
+    of any one (key and account go in each request's headers), follows no redirect and keeps
+    no cookie (one tenant's endpoint could otherwise set what another's requests carry)."""
+    return httpx.AsyncClient(
+        transport=transport,
+        follow_redirects=False,
+        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+        headers={
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": "egp-operator",
+        },
+    )
+
+
 class EGPClient:
     """One connection to one EGP account. Use as an async context manager."""
 
@@ -139,6 +156,7 @@ class EGPClient:
         limits: ReadLimits | None = None,
         endpoint_policy: EndpointPolicy | None = None,
         verify: bool | str = True,
+        http: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         rate_limits: RateLimits | None = None,
@@ -146,7 +164,9 @@ class EGPClient:
         """Raises `EndpointRefusedError` for a `base_url` the policy refuses, and ValueError
         for a key that is empty or not visible ASCII (a header could not carry it as is).
         `rate_limits`: shared with the other clients of the process, so that a 429 holds every
-        client of this key and account (egp/rate_limits.py)."""
+        client of this key and account (egp/rate_limits.py). `http`: a client shared by the
+        process (`http_client`), left open by `aclose`; else the client makes its own, over
+        `transport` if given."""
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         check_api_key(self._api_key.get_secret_value())
         policy = endpoint_policy or EndpointPolicy()
@@ -165,17 +185,10 @@ class EGPClient:
         self.bytes_read = 0
         #: Answers by HTTP status code, or `transport_error`: what metrics count.
         self.status_counts: Counter[str] = Counter()
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport or GuardedTransport(policy, tls_context(verify)),
-            follow_redirects=False,
-            headers={
-                "Accept": "application/json",
-                "Accept-Encoding": "identity",
-                "User-Agent": "egp-operator",
-            },
-        )
+        self._timeout = httpx.Timeout(timeout)
+        #: Borrowed from the process (`connections.SharedConnections`), or this client's own.
+        self._owns_http = http is None
+        self._http = http or http_client(transport or GuardedTransport(policy, tls_context(verify)))
 
     def __repr__(self) -> str:
         return f"EGPClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
@@ -187,7 +200,8 @@ class EGPClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def list_models(
         self,
@@ -342,7 +356,13 @@ class EGPClient:
         try:
             async with (
                 asyncio.timeout(deadline),
-                self._http.stream("GET", path, params=params, headers=headers) as response,
+                self._http.stream(
+                    "GET",
+                    self.base_url + path,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
+                ) as response,
             ):
                 self.status_counts[str(response.status_code)] += 1
                 body = await self._read_body(response)
@@ -569,5 +589,5 @@ def _retry_after_seconds(headers: httpx.Headers) -> float | None:
 
 
 def _with_trailing_slash(base_url: str) -> str:
-    """Keep a path prefix such as `/public`: httpx joins relative paths after the last slash."""
+    """Keep a path prefix such as `/public`: request paths are appended to it."""
     return base_url if base_url.endswith("/") else base_url + "/"

@@ -2,7 +2,7 @@
 
 A `baseURL` is written by a tenant, so it is checked twice: its host by name before any request
 (`EndpointPolicy.check_url`), and every address it resolves to at connect time
-(`GuardedTransport`), so that a name that resolves to a refused address, or is re-pointed at
+(`GuardedResolver`), so that a name that resolves to a refused address, or is re-pointed at
 one between the two checks (DNS rebinding), is refused too. The default refuses link-local and
 cloud-metadata addresses; a platform admin may allow only some hosts
 (`EGP_OPERATOR_ALLOWED_HOSTS`). docs/security.md says what a NetworkPolicy adds.
@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from egp_operator.egp.errors import EndpointRefusedError
 
@@ -43,6 +45,8 @@ ALWAYS_REFUSED: Final[tuple[IPNetwork, ...]] = tuple(
 )
 #: Names that only ever mean a metadata service.
 METADATA_HOSTS: Final = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+#: What a response body is read by.
+_CHUNK: Final = 64 * 1024
 
 
 #: The shape of an acceptable baseURL, for the CRD schema and for `check_base_url`: http(s), a
@@ -98,8 +102,10 @@ class EndpointPolicy:
     def restricted(self) -> bool:
         return bool(self.allowed_names or self.allowed_networks)
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - policies live as long as the process
     def check_url(self, url: str) -> None:
-        """Refuse a URL whose host may not be called, before anything is sent to it."""
+        """Refuse a URL whose host may not be called, before anything is sent to it. A URL
+        that passed is remembered: every cycle of a source checks the same one."""
         try:
             host = httpx.URL(check_base_url(url)).host.lower().rstrip(".")
         except ValueError as error:
@@ -107,6 +113,12 @@ class EndpointPolicy:
         if host in METADATA_HOSTS:
             raise EndpointRefusedError(f"host {host} is a cloud metadata service")
         address = _literal_address(host)
+        legacy = _legacy_ipv4_address(host) if address is None else None
+        if legacy is not None:
+            self.check_address(legacy, host)
+            raise EndpointRefusedError(
+                f"host {host} is a numeric address that is not a dotted quad; write {legacy}"
+            )
         if address is not None:
             self.check_address(address, host)
         elif self.restricted and not self._name_allowed(host) and not self.allowed_networks:
@@ -131,6 +143,21 @@ class EndpointPolicy:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.allowed_names)
 
 
+def _legacy_ipv4_address(host: str) -> ipaddress.IPv4Address | None:
+    """The address a legacy numeric host (`0`, `127.1`, `2130706433`, `0x7f.1`) stands for.
+    The resolver reads such a name as that address, so a policy that saw only a name would be
+    bypassed; the operator's HTTP client refuses to connect to one anyway."""
+    if not _LEGACY_IPV4.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+_LEGACY_IPV4: Final = re.compile(r"[0-9a-fA-FxX.]+")
+
+
 def _literal_address(host: str) -> IPAddress | None:
     try:
         address = ipaddress.ip_address(host.strip("[]"))
@@ -141,39 +168,34 @@ def _literal_address(host: str) -> IPAddress | None:
     return address
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself, checks every address, and connects to a checked one: the
-    address that is checked is the address that is used."""
+class GuardedResolver(AbstractResolver):
+    """Resolves a host itself and checks every address before aiohttp may connect to any: the
+    addresses checked are the addresses used. aiohttp connects to an IP literal without asking
+    a resolver; `EndpointPolicy.check_url` has checked those before any request."""
 
     def __init__(self, policy: EndpointPolicy) -> None:
         self._policy = policy
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await _resolve(host, port)
         for address in addresses:
             self._policy.check_address(address, host.lower())
-        return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
-        )
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not EGP endpoints")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        """Nothing is held between resolutions."""
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
@@ -183,21 +205,24 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as error:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {error.strerror}") from None
+        raise OSError(error.errno, f"cannot resolve {host}: {error.strerror}") from None
     addresses: list[IPAddress] = []
     for info in infos:
         address = _literal_address(str(info[4][0]).split("%", 1)[0])
         if address is not None and address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise httpcore.ConnectError(f"{host} has no address")
+        raise OSError(f"{host} has no address")
     return addresses
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport, connecting only to addresses the policy allows. No proxy is used
-    (an explicit transport turns off httpx's proxy variables), so the address checked is the
-    EGP endpoint's own."""
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """httpx's interface over aiohttp's connection pool, connecting only to addresses the
+    policy allows. aiohttp (kopf's client, already in the process) spends a fraction of
+    httpcore's CPU per request (bench/FINDINGS.md section 9). No proxy is used (`trust_env` is
+    off), so the address checked is the EGP endpoint's own; no cookie is kept, so one tenant's
+    endpoint cannot set what another's requests carry; nothing is decompressed (the client
+    refuses any Content-Encoding); and a body not read to its end closes its connection."""
 
     def __init__(
         self,
@@ -205,17 +230,87 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         ssl_context: ssl.SSLContext,
         *,
         max_connections: int = 10,
-        keepalive_expiry: float | None = None,
+        keepalive_expiry: float = 15.0,
     ) -> None:
-        super().__init__(verify=ssl_context)
-        # httpx builds its pool without a way to pass a network backend; this is the pool it
-        # would build, with one.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            network_backend=_GuardedBackend(policy),
-            max_connections=max_connections,
-            keepalive_expiry=keepalive_expiry,
+        self._policy = policy
+        self._ssl_context = ssl_context
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._session: aiohttp.ClientSession | None = None
+        #: Connections opened so far (aiohttp counts none): what shows that they are reused.
+        self.connections_opened = 0
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        """Made at the first request, inside the event loop, as aiohttp requires."""
+        tracing = aiohttp.TraceConfig()
+        tracing.on_connection_create_end.append(self._count_connection)
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                ssl=self._ssl_context,
+                limit=self._max_connections,
+                keepalive_timeout=self._keepalive_expiry,
+                resolver=GuardedResolver(self._policy),
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
+            trace_configs=[tracing],
         )
 
-    def open_connections(self) -> int:
-        return len(self._pool.connections)
+    async def _count_connection(self, *_: object) -> None:
+        self.connections_opened += 1
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = self._open_session()
+        timeouts = request.extensions.get("timeout", {})
+        try:
+            response = await self._session.request(
+                request.method,
+                str(request.url),
+                headers=list(request.headers.multi_items()),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeouts.get("connect"),
+                    sock_read=timeouts.get("read"),
+                    connect=timeouts.get("pool"),
+                ),
+            )
+        except aiohttp.ConnectionTimeoutError as error:
+            raise httpx.ConnectTimeout(str(error), request=request) from None
+        except aiohttp.ServerTimeoutError as error:
+            raise httpx.ReadTimeout(str(error), request=request) from None
+        except aiohttp.ClientConnectorError as error:
+            raise httpx.ConnectError(str(error), request=request) from None
+        except aiohttp.ClientError as error:  # disconnected, or an answer that is not HTTP
+            raise httpx.RemoteProtocolError(str(error), request=request) from None
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_Body(response),
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """An aiohttp response's body as httpx streams it, with aiohttp's errors as httpx's."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_chunked(_CHUNK):
+                yield chunk
+        except aiohttp.ServerTimeoutError as error:
+            raise httpx.ReadTimeout(str(error)) from None
+        except aiohttp.ClientError as error:
+            raise httpx.ReadError(str(error)) from None
+
+    async def aclose(self) -> None:
+        """Back to the pool if it was read to its end, else closed."""
+        self._response.release()

@@ -268,7 +268,7 @@ class SourceSyncer:
                 limits=self.read_limits,
                 endpoint_policy=self.endpoint_policy,
                 rate_limits=self.rate_limits,
-                transport=self.connections.transport(
+                http=self.connections.client(
                     tls_context(self.settings.egp_ca_file or self.settings.egp_verify_tls)
                 ),
             )

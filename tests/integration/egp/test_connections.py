@@ -23,11 +23,11 @@ async def test_cycles_of_different_sources_reuse_one_connection(
                 base_url=egp_server.url,
                 api_key=key,
                 account_id=ACCOUNT,
-                transport=connections.transport(context),
+                http=connections.client(context),
             ) as client:
                 listing = await client.list_models()
                 assert len(listing.models) == 3
 
-        assert connections.open_connections() == 1  # closing a client left the pool open
+        assert connections.connections_opened() == 1  # closing a client left the pool open
     finally:
         await connections.aclose()

@@ -593,21 +593,20 @@ async def test_a_name_resolving_outside_the_allowed_networks_is_refused_at_conne
     assert_discreet(error, caplog)
 
 
-async def test_a_name_resolving_to_a_refused_address_is_refused_at_connect_time(
+async def test_a_legacy_numeric_host_is_judged_as_the_address_it_resolves_to(
     hostile: HostileServer,
     connect: Connect,
     sleeps: RecordedSleep,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # "0" is a name to the URL check, and resolves to 0.0.0.0, which on Linux reaches this host:
-    # only the connect-time check of the resolved address stands between the client and it.
+    # "0" looks like a name, and resolves to 0.0.0.0, which on Linux reaches this host: the URL
+    # check reads it as the address the resolver would give.
     resolved = {info[4][0] for info in socket.getaddrinfo("0", hostile.port, socket.AF_INET)}
     assert resolved == {"0.0.0.0"}  # noqa: S104 - an address under test, not one bound
-    client = connect(base_url=f"http://0:{hostile.port}/", retries=1)
+    with pytest.raises(EndpointRefusedError) as raised:
+        connect(base_url=f"http://0:{hostile.port}/", retries=1)
 
-    error = await provoke("name resolving to 0.0.0.0", client.list_models())
-
-    assert isinstance(error, EndpointRefusedError)
+    error = raised.value
     assert error.reason == "EndpointRefused"
     assert "resolves to 0.0.0.0" in error.message
     assert sleeps.delays == [], "a refused endpoint is not tried again"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -112,3 +113,31 @@ def test_an_unlisted_name_connects_only_to_an_allowed_network() -> None:
     PLATFORM.check_address(ipaddress.ip_address("10.20.0.9"), "egp.corp")
     with pytest.raises(EndpointRefusedError):
         PLATFORM.check_address(ipaddress.ip_address("10.30.0.9"), "egp.corp")
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://0:8080", "0.0.0.0"),  # noqa: S104 - an address under test
+        ("http://0x0/", "0.0.0.0"),  # noqa: S104
+        ("http://169.254.43518/", "169.254.169.254"),
+        ("http://2852039166/", "169.254.169.254"),
+    ],
+)
+def test_a_legacy_numeric_host_of_a_metadata_address_is_refused_as_that_address(
+    url: str, address: str
+) -> None:
+    refused = f"resolves to {re.escape(address)}, a link-local"
+    with pytest.raises(EndpointRefusedError, match=refused):
+        OPEN.check_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.1:8080", "http://2130706433/", "http://0x7f.1/"])
+def test_a_legacy_numeric_host_is_refused_with_its_dotted_quad(url: str) -> None:
+    with pytest.raises(EndpointRefusedError, match=r"not a dotted quad; write 127\.0\.0\.1"):
+        OPEN.check_url(url)
+
+
+def test_a_name_made_of_hex_letters_is_still_a_name() -> None:
+    OPEN.check_url("http://deadbeef.example/")
+    OPEN.check_url("http://cafe/")
