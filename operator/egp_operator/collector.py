@@ -14,11 +14,8 @@ the young generations, is collected before the freeze, and at most every
 `full_collection_every` seconds everything is unfrozen and fully collected, so garbage that
 was alive when frozen (a deleted source's objects) is reclaimed too: a bounded cost in time,
 whatever the number of sources. Cycles that end within `freeze_every` of the last freeze leave
-it at that (with 1,000 sources, cycles end 17 times a second: a young collection after each was
-5% of a source's cycle, and with one a second, `after_cycle` was still 5% of the operator's
-profile; bench/FINDINGS.md section 9): what they leave is
-collected by Python's own young collections, or frozen by the next freeze and freed by the
-next full collection.
+it at that (with 1,000 sources, cycles end 17 times a second, and a young collection after each
+was 5% of a source's cycle): what they leave is frozen by the next one.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ class FrozenAfterCycles:
         self,
         *,
         full_collection_every: float = 60.0,
-        freeze_every: float = 10.0,
+        freeze_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if full_collection_every <= 0 or freeze_every < 0:
