@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, quote_plus
 
@@ -126,20 +125,12 @@ def _cached_tls_context(verify: bool | str, ca_file_version: int) -> ssl.SSLCont
     return httpx.create_ssl_context(verify=verify)
 
 
-def http_client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
-    """An HTTP client as EGP clients use it: one may serve many sources, so it holds nothing
-    of any one (key and account go in each request's headers), follows no redirect and keeps
-    no cookie (one tenant's endpoint could otherwise set what another's requests carry)."""
-    return httpx.AsyncClient(
-        transport=transport,
-        follow_redirects=False,
-        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-        headers={
-            "Accept": "application/json",
-            "Accept-Encoding": "identity",
-            "User-Agent": "egp-operator",
-        },
-    )
+#: Sent with every request, beside the key and account.
+_HEADERS: Final = {
+    "Accept": "application/json",
+    "Accept-Encoding": "identity",
+    "User-Agent": "egp-operator",
+}
 
 
 class EGPClient:
@@ -156,7 +147,6 @@ class EGPClient:
         limits: ReadLimits | None = None,
         endpoint_policy: EndpointPolicy | None = None,
         verify: bool | str = True,
-        http: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         rate_limits: RateLimits | None = None,
@@ -164,9 +154,11 @@ class EGPClient:
         """Raises `EndpointRefusedError` for a `base_url` the policy refuses, and ValueError
         for a key that is empty or not visible ASCII (a header could not carry it as is).
         `rate_limits`: shared with the other clients of the process, so that a 429 holds every
-        client of this key and account (egp/rate_limits.py). `http`: a client shared by the
-        process (`http_client`), left open by `aclose`; else the client makes its own, over
-        `transport` if given."""
+        client of this key and account (egp/rate_limits.py). `transport`: connections shared by
+        the process (`connections.SharedConnections`), which `aclose` leaves open; without one,
+        the client opens its own. Requests go straight to the transport: no redirect is
+        followed and no cookie kept, and an `httpx.AsyncClient` would cost a source's cycle
+        more CPU than the request itself (bench/FINDINGS.md section 9)."""
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         check_api_key(self._api_key.get_secret_value())
         policy = endpoint_policy or EndpointPolicy()
@@ -185,10 +177,9 @@ class EGPClient:
         self.bytes_read = 0
         #: Answers by HTTP status code, or `transport_error`: what metrics count.
         self.status_counts: Counter[str] = Counter()
-        self._timeout = httpx.Timeout(timeout)
-        #: Borrowed from the process (`connections.SharedConnections`), or this client's own.
-        self._owns_http = http is None
-        self._http = http or http_client(transport or GuardedTransport(policy, tls_context(verify)))
+        self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._owns_transport = transport is None
+        self._transport = transport or GuardedTransport(policy, tls_context(verify))
 
     def __repr__(self) -> str:
         return f"EGPClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
@@ -200,8 +191,8 @@ class EGPClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_transport:
+            await self._transport.aclose()
 
     async def list_models(
         self,
@@ -345,7 +336,7 @@ class EGPClient:
         return error
 
     async def _request_json(self, path: str, params: Mapping[str, str | int]) -> Any:
-        headers = {"x-api-key": self._api_key.get_secret_value()}
+        headers = _HEADERS | {"x-api-key": self._api_key.get_secret_value()}
         if self.account_id:
             headers["x-selected-account-id"] = self.account_id
         held = self._rate_limits.wait(self._limit_key)
@@ -354,18 +345,20 @@ class EGPClient:
         self.requests_sent += 1
         deadline = self.limits.request_deadline
         try:
-            async with (
-                asyncio.timeout(deadline),
-                self._http.stream(
+            async with asyncio.timeout(deadline):
+                request = httpx.Request(
                     "GET",
                     self.base_url + path,
                     params=params,
                     headers=headers,
-                    timeout=self._timeout,
-                ) as response,
-            ):
-                self.status_counts[str(response.status_code)] += 1
-                body = await self._read_body(response)
+                    extensions={"timeout": self._timeouts},
+                )
+                response = await self._transport.handle_async_request(request)
+                try:
+                    self.status_counts[str(response.status_code)] += 1
+                    body = await self._read_body(response)
+                finally:
+                    await response.aclose()
         except TimeoutError:
             self.status_counts["transport_error"] += 1
             message = f"EGP did not send a whole response within the {deadline:g}s deadline"
@@ -381,7 +374,7 @@ class EGPClient:
             ) from None
         if response.is_success:
             return self._decode(response, body)
-        raise self._status_error(response, body)
+        raise self._status_error(response, body, path)
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         """The whole body, refused early when it is bigger than a page may be."""
@@ -427,7 +420,7 @@ class EGPClient:
                 f" ({len(body)} bytes of {_quoted(content_type)})"
             ) from None
 
-    def _status_error(self, response: httpx.Response, body: bytes) -> EGPError:
+    def _status_error(self, response: httpx.Response, body: bytes, path: str) -> EGPError:
         status = response.status_code
         try:
             parsed: Any = self._decode(response, body)
@@ -437,9 +430,9 @@ class EGPClient:
             detail = parsed.get("detail", parsed) if isinstance(parsed, dict) else parsed
             detail_text = detail if isinstance(detail, str) else _json_excerpt(detail)
         detail_excerpt = cut(self._scrub(detail_text), _MAX_BODY_IN_MESSAGE)
-        path = response.request.url.path.lstrip("/")
         # Scrubbed before the cut above; the whole message is scrubbed again by `_redacted`.
-        message = f"EGP answered {status} to GET /{path}: {detail_excerpt}"
+        prefix = httpx.URL(self.base_url).path  # `/`, or a path prefix of the base URL
+        message = f"EGP answered {status} to GET {prefix}{path}: {detail_excerpt}"
         error: RequestError
         if status == 401:
             error = AuthenticationError(message, status_code=status)

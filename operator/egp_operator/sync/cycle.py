@@ -268,7 +268,7 @@ class SourceSyncer:
                 limits=self.read_limits,
                 endpoint_policy=self.endpoint_policy,
                 rate_limits=self.rate_limits,
-                http=self.connections.client(
+                transport=self.connections.transport(
                     tls_context(self.settings.egp_ca_file or self.settings.egp_verify_tls)
                 ),
             )

@@ -23,7 +23,7 @@ async def test_cycles_of_different_sources_reuse_one_connection(
                 base_url=egp_server.url,
                 api_key=key,
                 account_id=ACCOUNT,
-                http=connections.client(context),
+                transport=connections.transport(context),
             ) as client:
                 listing = await client.list_models()
                 assert len(listing.models) == 3
