@@ -389,7 +389,8 @@ MANY_SOURCES_SCALE_JSON = Path(__file__).resolve().parent / "many_sources_scale.
 def many_sources_section(raw: dict[str, Any]) -> list[str]:
     """The section of RESULTS.md for a many-sources run, from its JSON."""
     summary = raw["summary"]
-    minutes = raw["samples"][-1]["seconds"] / 60 if raw["samples"] else 0.0
+    last = raw["samples"][-1]["seconds"] if raw["samples"] else 0.0
+    minutes = (last - (raw.get("mirrored_after_seconds") or 0.0)) / 60
     rows = [
         (
             "RSS slope after the first mirror (least squares)",
@@ -413,8 +414,9 @@ def many_sources_section(raw: dict[str, Any]) -> list[str]:
         MANY_SOURCES_HEADING,
         "",
         f"{raw['sources']:,} EGPSources, {raw['models_per_source']} model(s) each, one"
-        f" namespace and EGP account each, refreshInterval {raw['interval']}, sampled for"
-        f" {minutes:.0f} minutes from their creation (bench/many_sources.py):",
+        f" namespace and EGP account each, refreshInterval {raw['interval']}, sampled from"
+        f" their creation until {minutes:.0f} minutes after their first mirror"
+        " (bench/many_sources.py):",
         "",
         "```sh",
         raw["command"],
