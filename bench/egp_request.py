@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 
-from bench.procs import FakeEGPProcess
+from bench.procs import one_model_egp
 from egp_operator.egp.client import EGPClient, RetryPolicy, tls_context
 from egp_operator.egp.connections import SharedConnections
 from egp_operator.egp.endpoint import EndpointPolicy
@@ -80,13 +78,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="egp-request-") as folder:
-        server = FakeEGPProcess(Path(folder) / "fake-egp.log", api_key=API_KEY, account_id=ACCOUNT)
-        try:
-            server.add_account(API_KEY, ACCOUNT, count=1, seed=1)
-            asyncio.run(_measure(server.url, args.requests, args.rounds))
-        finally:
-            server.stop()
+    with one_model_egp(API_KEY, ACCOUNT) as url:
+        asyncio.run(_measure(url, args.requests, args.rounds))
 
 
 if __name__ == "__main__":

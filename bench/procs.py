@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -122,6 +124,21 @@ class FakeEGPProcess:
             self.process.pid, timeout=_STOP_TIMEOUT, running=lambda: self.process.poll() is None
         )
         self._log.close()
+
+
+@contextlib.contextmanager
+def one_model_egp(api_key: str, account_id: str) -> Iterator[str]:
+    """The URL of a local EGP server holding one account of one model, for the benches that
+    time one source's requests in one process."""
+    with tempfile.TemporaryDirectory(prefix="one-model-egp-") as folder:
+        server = FakeEGPProcess(
+            Path(folder) / "fake-egp.log", api_key=api_key, account_id=account_id
+        )
+        try:
+            server.add_account(api_key, account_id, count=1, seed=1)
+            yield server.url
+        finally:
+            server.stop()
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.procs import FakeEGPProcess
+from bench.procs import one_model_egp
 from egp_operator.kube import KubeError, core_path, custom_path
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_operator.settings import Settings
@@ -120,13 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.source_cycle", description=__doc__)
     parser.add_argument("--cycles", type=int, default=3000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="source-cycle-") as folder:
-        server = FakeEGPProcess(Path(folder) / "fake-egp.log", api_key=API_KEY, account_id=ACCOUNT)
-        try:
-            server.add_account(API_KEY, ACCOUNT, count=1, seed=1)
-            asyncio.run(_measure(server.url, args.cycles))
-        finally:
-            server.stop()
+    with one_model_egp(API_KEY, ACCOUNT) as url:
+        asyncio.run(_measure(url, args.cycles))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,6 @@ DEFAULT_BASE_URL: Final = "https://api.egp.scale.com"
 MODELS_PATH: Final = "v5/models"
 REDACTED: Final = "***"
 _MAX_BODY_IN_MESSAGE: Final = 300
-_CHUNK: Final = 64 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +392,7 @@ class EGPClient:
             )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_raw(_CHUNK):
+        async for chunk in response.aiter_raw():  # in the transport's chunks
             size += len(chunk)
             if size > cap:
                 raise ResponseTooLargeError(

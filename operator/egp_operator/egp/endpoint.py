@@ -45,7 +45,7 @@ ALWAYS_REFUSED: Final[tuple[IPNetwork, ...]] = tuple(
 )
 #: Names that only ever mean a metadata service.
 METADATA_HOSTS: Final = frozenset({"metadata.google.internal", "metadata", "instance-data"})
-#: What a response body is read by.
+#: The size of the pieces a response body is read in, each counted against the page's cap.
 _CHUNK: Final = 64 * 1024
 
 
@@ -143,6 +143,9 @@ class EndpointPolicy:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.allowed_names)
 
 
+_LEGACY_IPV4: Final = re.compile(r"[0-9a-fA-FxX.]+")
+
+
 def _legacy_ipv4_address(host: str) -> ipaddress.IPv4Address | None:
     """The address a legacy numeric host (`0`, `127.1`, `2130706433`, `0x7f.1`) stands for.
     The resolver reads such a name as that address, so a policy that saw only a name would be
@@ -153,9 +156,6 @@ def _legacy_ipv4_address(host: str) -> ipaddress.IPv4Address | None:
         return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
         return None
-
-
-_LEGACY_IPV4: Final = re.compile(r"[0-9a-fA-FxX.]+")
 
 
 def _literal_address(host: str) -> IPAddress | None:
