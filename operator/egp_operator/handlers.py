@@ -28,7 +28,13 @@ from egp_operator.resources.models import (
     EGPSourceSpec,
 )
 from egp_operator.settings import Settings
-from egp_operator.sync.cycle import CycleReport, SourceSyncer, mirrored_from_object, read_spec
+from egp_operator.sync.cycle import (
+    CycleReport,
+    SourceSyncer,
+    SpecOfGeneration,
+    mirrored_from_object,
+    read_spec,
+)
 from egp_operator.sync.planner import MirroredModel
 from egp_operator.vocabulary import SYNCED
 from egp_operator.wakeups import Wakeups
@@ -147,13 +153,14 @@ async def sync_source(
     collector: FrozenAfterCycles = memo.collector
     woken = memo.wakeups.event((namespace or "", name))
     failures = 0
+    specs = SpecOfGeneration()
     start_after = first_cycle_delay(_plain(body), random.random())
     if start_after:
         await wakeups.sleep(stopped, woken, start_after)
     while not stopped:
         woken.clear()  # before reading the body: a change from now on wakes the next sleep
         source = _plain(body)
-        spec = read_spec(source)
+        spec = specs.read(source)
         if isinstance(spec, EGPSourceSpec) and spec.suspend:
             await syncer.mark_suspended(source)
             await wakeups.sleep(stopped, woken, spec.refresh.total_seconds())

@@ -97,8 +97,43 @@ def test_garbage_that_was_alive_when_frozen_is_freed_within_the_period() -> None
     assert ref() is None
 
 
+def test_a_slow_full_collection_comes_less_often() -> None:
+    """At 1,000 sources a full collection stops the event loop for half a second: it may
+    take at most its share of the time, so the next one waits longer."""
+    clock = Clock()
+    collector = FrozenAfterCycles(
+        full_collection_every=60.0, full_collection_share=0.01, clock=clock
+    )
+
+    def takes_two_seconds(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            clock.now += 2.0
+
+    gc.callbacks.append(takes_two_seconds)
+    try:
+        clock.now = 60.0
+        collector.after_cycle()
+    finally:
+        gc.callbacks.remove(takes_two_seconds)
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    collector.after_cycle()  # frozen while alive
+    ref = weakref.ref(a)
+    del a, b
+
+    clock.now = 60.0 + 150.0  # past the 60 s floor, within 2 s / 1%
+    collector.after_cycle()
+    assert ref() is not None
+
+    clock.now = 60.0 + 200.0
+    collector.after_cycle()
+    assert ref() is None
+
+
 def test_the_period_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         FrozenAfterCycles(full_collection_every=0)
     with pytest.raises(ValueError, match="negative"):
         FrozenAfterCycles(freeze_every=-1)
+    with pytest.raises(ValueError, match="share"):
+        FrozenAfterCycles(full_collection_share=0)
