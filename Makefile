@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench bench-soak bench-scale bench-growth kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds clean
+.PHONY: help venv lint format test test-fast bench bench-soak bench-scale bench-growth kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds chart clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
@@ -45,11 +45,14 @@ kube-bins:
 
 # The real tools our users judge objects with, built from the Go module proxy like the control
 # plane: kstatus (Flux, kpt, the cli-utils applier), Argo CD's Lua runtime, and
-# kube-state-metrics itself (the longest: about 2 minutes cold, on 2 cores).
+# kube-state-metrics itself (the longest: about 2 minutes cold, on 2 cores), and Helm 3 and 4 for
+# the chart's tests (about a minute each).
 go-tools:
 	bash tools/kstatus/build.sh
 	bash tools/argocd-health/build.sh
 	bash tools/kube-state-metrics/build.sh
+	bash tools/helm3/build.sh
+	bash tools/helm4/build.sh
 
 # Debian's Prometheus (promtool and prometheus), unpacked into the cache: the shipped alert
 # rules are tested with the real rule engine.
@@ -103,6 +106,12 @@ demo-down: venv
 # The CRDs are generated from the pydantic models; a unit test fails when crds/ drifts.
 crds: venv
 	$(BIN)/egp-operator crds --output-dir crds
+	$(BIN)/python -m egp_testbench.chart
+
+# The chart's copies of crds/ and deploy/monitoring/, and its schema of the operator's settings;
+# a unit test fails when they are stale.
+chart: venv
+	$(BIN)/python -m egp_testbench.chart
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info operator/*.egg-info

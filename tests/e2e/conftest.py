@@ -44,7 +44,7 @@ def kube_bin_dir() -> Path:
         pytest.fail(f"{err}; build them with `make kube-bins`")
 
 
-def _go_tool(name: str) -> Path:
+def go_tool(name: str) -> Path:
     """A CLI of tools/ (`make go-tools` builds them, `make test` too); missing, the tests
     that need it fail rather than skip."""
     checked = subprocess.run(
@@ -63,19 +63,25 @@ def _go_tool(name: str) -> Path:
 @pytest.fixture(scope="session")
 def kstatus() -> Path:
     """The kstatus library (Flux, kpt, the cli-utils applier) as a CLI."""
-    return _go_tool("kstatus")
+    return go_tool("kstatus")
 
 
 @pytest.fixture(scope="session")
 def argocd_health() -> Path:
     """Argo CD's health-script runtime (gopher-lua) as a CLI."""
-    return _go_tool("argocd-health")
+    return go_tool("argocd-health")
 
 
 @pytest.fixture(scope="session")
 def kube_state_metrics() -> Path:
     """kube-state-metrics itself: upstream's command, built from the pinned module."""
-    return _go_tool("kube-state-metrics")
+    return go_tool("kube-state-metrics")
+
+
+@pytest.fixture(scope="session")
+def helm3() -> Path:
+    """Helm 3 itself: upstream's command, built from the pinned module."""
+    return go_tool("helm3")
 
 
 @pytest.fixture(scope="session")

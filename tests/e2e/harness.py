@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,6 +21,7 @@ from egp_operator.resources.models import (
     SYNC_REQUEST_ANNOTATION,
     VERSION,
 )
+from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer
 from egp_testbench.operator_process import OPERATOR_COMMAND
 from egp_testbench.operator_process import OperatorProcess as OperatorProcess
@@ -190,3 +192,38 @@ def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         for sample in family.samples:
             samples[sample.name, frozenset(sample.labels.items())] = sample.value
     return samples
+
+
+def service_account_kubeconfig(
+    cluster: LocalControlPlane, namespace: str, name: str, path: Path
+) -> Path:
+    """A kubeconfig with a token of the ServiceAccount `namespace/name`, minted by the
+    TokenRequest API as the kubelet does for a pod: the operator run with it has the
+    installed RBAC and nothing else."""
+    with cluster.api_client() as api:
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(
+            name,
+            namespace,
+            client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+            ),
+        )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority": str(cluster.ca_file),
+                },
+            }
+        ],
+        "users": [{"name": name, "user": {"token": answer.status.token}}],
+        "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path

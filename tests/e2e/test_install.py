@@ -25,7 +25,12 @@ from kubernetes import client
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
-from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, OperatorProcess
+from tests.e2e.harness import (
+    EGP_ACCOUNT,
+    EGP_KEY,
+    OperatorProcess,
+    service_account_kubeconfig,
+)
 from tests.e2e.polling import eventually
 
 REPO = Path(__file__).parents[2]
@@ -141,40 +146,6 @@ class Installed:
     kubeconfig: Path  # the ServiceAccount's
 
 
-def _service_account_kubeconfig(cluster: LocalControlPlane, path: Path) -> Path:
-    """A kubeconfig with a token of the ServiceAccount, minted by the TokenRequest API as the
-    kubelet does for a pod."""
-    with cluster.api_client() as api:
-        answer = client.CoreV1Api(api).create_namespaced_service_account_token(
-            SERVICE_ACCOUNT,
-            BASE_NAMESPACE,
-            client.AuthenticationV1TokenRequest(
-                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-            ),
-        )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority": str(cluster.ca_file),
-                },
-            }
-        ],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": answer.status.token}}],
-        "contexts": [
-            {"name": SERVICE_ACCOUNT, "context": {"cluster": "local", "user": SERVICE_ACCOUNT}}
-        ],
-        "current-context": SERVICE_ACCOUNT,
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
 @pytest.fixture(scope="module")
 def installed(kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     """Its own control plane, so that nothing else is installed there (no CRDs yet, no other
@@ -221,8 +192,8 @@ def installed(kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
                         metadata=client.V1ObjectMeta(name=name), string_data={"apiKey": "x"}
                     ),
                 )
-        token_config = _service_account_kubeconfig(
-            cluster, tmp_path_factory.mktemp("sa") / "kubeconfig"
+        token_config = service_account_kubeconfig(
+            cluster, BASE_NAMESPACE, SERVICE_ACCOUNT, tmp_path_factory.mktemp("sa") / "kubeconfig"
         )
         yield Installed(cluster, first, render(kube_bin_dir, DEPLOY), example, other, token_config)
 

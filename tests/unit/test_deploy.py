@@ -25,6 +25,7 @@ from egp_operator.cli import build_parser
 from egp_operator.resources.models import GROUP, PHASES, VERSION, EGPSourceSpec, SecretKeyRef
 from egp_operator.settings import Settings
 from egp_operator.vocabulary import Reason
+from tests.rbac import grants
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
@@ -144,18 +145,6 @@ def test_the_base_installs_every_crd_and_leaves_the_peering_to_the_operator() ->
 # ---- RBAC ------------------------------------------------------------------------------------
 
 
-def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
-    """(apiGroup, resource, verb, resourceName or '') for every combination a rule grants."""
-    return {
-        (group, resource, verb, name)
-        for rule in rules
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-        for name in rule.get("resourceNames") or [""]
-    }
-
-
 def test_no_cluster_role_grants_anything_on_secrets_or_wildcards(
     base: list[dict[str, Any]],
 ) -> None:
@@ -163,7 +152,7 @@ def test_no_cluster_role_grants_anything_on_secrets_or_wildcards(
 
     assert cluster_roles
     for role in cluster_roles:
-        for group, resource, verb, _ in _grants(role["rules"]):
+        for group, resource, verb, _ in grants(role["rules"]):
             assert resource.split("/")[0] != "secrets", role["rules"]
             assert "*" not in (group, resource, verb), role["rules"]
     assert not [doc for doc in base if doc["kind"] in ("Role", "RoleBinding")]
@@ -189,7 +178,7 @@ def test_the_cluster_role_grants_exactly_what_the_operator_uses(base: list[dict[
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
     }
 
-    assert _grants(role["rules"]) == expected
+    assert grants(role["rules"]) == expected
 
 
 def _service_account(base: list[dict[str, Any]]) -> dict[str, str]:
@@ -228,7 +217,7 @@ def test_the_example_grants_get_on_its_own_credentials_secret_only(
     namespace = one(example, "Namespace")["metadata"]["name"]
     ref = EGPSourceSpec.model_validate(source["spec"]).credentials_secret_ref
 
-    assert _grants(role["rules"]) == {("", "secrets", "get", secret["metadata"]["name"])}
+    assert grants(role["rules"]) == {("", "secrets", "get", secret["metadata"]["name"])}
     assert ref.name == secret["metadata"]["name"]
     assert secret["stringData"] == {ref.key: "REPLACE_ME"}
     assert {doc["metadata"]["namespace"] for doc in example if doc["kind"] != "Namespace"} == {
