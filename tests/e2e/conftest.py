@@ -79,12 +79,6 @@ def kube_state_metrics() -> Path:
 
 
 @pytest.fixture(scope="session")
-def helm3() -> Path:
-    """Helm 3 itself: upstream's command, built from the pinned module."""
-    return go_tool("helm3")
-
-
-@pytest.fixture(scope="session")
 def prometheus_bin_dir() -> Path:
     """Debian's `prometheus` and `promtool`, unpacked by `make prometheus-bins` (make test
     does it); missing, the tests that need them fail rather than skip."""

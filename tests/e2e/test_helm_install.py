@@ -1,0 +1,270 @@
+"""`helm install`, `helm upgrade` and `helm uninstall` of charts/egp-operator on a real API
+server, with Helm 3 and Helm 4: the operator, run as the chart's ServiceAccount with the
+chart's own environment and arguments, mirrors both tenant namespaces the values name and can
+read no other Secret; an upgrade that changes the tenants moves the grants with it; and an
+uninstall leaves only what docs/install.md says it keeps.
+
+Each Helm gets a control plane of its own, so that no other test's CRDs or operators are there
+and the release's names are used as they are. The tests of a module run in file order, each on
+the release as the one before left it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
+from egp_testbench.chart import CHART
+from egp_testbench.cluster import LocalControlPlane
+from egp_testbench.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.operator_process import OPERATOR_COMMAND
+from tests.e2e.conftest import go_tool
+from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, OperatorProcess, service_account_kubeconfig
+from tests.e2e.polling import eventually
+
+RELEASE = "egp"
+NAMESPACE = "egp-system"
+SECRET = "egp-credentials"
+TEAM_A, TEAM_B, TEAM_C, OUTSIDER = "team-a", "team-b", "team-c", "outsider"
+TEAMS = (TEAM_A, TEAM_B, TEAM_C, OUTSIDER)
+#: What `helm uninstall` leaves, as docs/install.md says: the CRDs (so every EGPSource and
+#: EGPModel), and the ClusterKopfPeering the operator made at start-up.
+KEPT_CRDS = {
+    "egpsources.egp-operator.io",
+    "egpmodels.egp-operator.io",
+    "clusterkopfpeerings.kopf.dev",
+    "kopfpeerings.kopf.dev",
+}
+
+
+@dataclass
+class Release:
+    helm: Path
+    cluster: LocalControlPlane
+    kubectl: Path
+    work: Path
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.helm), "--kubeconfig", str(self.cluster.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
+
+    def kubectl_run(
+        self, *args: str, kubeconfig: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl as the admin, or as whoever `kubeconfig` logs in as."""
+        config = kubeconfig or self.cluster.kubeconfig
+        return subprocess.run(
+            [str(self.kubectl), "--kubeconfig", str(config), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    def install(self, verb: str, values: dict[str, Any]) -> None:
+        """`helm install` or `helm upgrade` of the chart with `values`."""
+        values_file = self.work / f"{verb}-values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        extra = ["--create-namespace"] if verb == "install" else []
+        done = self.run(verb, RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values_file), *extra)
+        assert done.returncode == 0, done.stderr
+
+    def can_i(self, kubeconfig: Path, verb: str, what: str, namespace: str) -> bool:
+        answer = self.kubectl_run(
+            "auth", "can-i", verb, what, "-n", namespace, kubeconfig=kubeconfig
+        )
+        return answer.stdout.strip() == "yes"
+
+    def deployment(self) -> dict[str, Any]:
+        found = self.kubectl_run("get", "deployment", "-n", NAMESPACE, "-o", "json")
+        assert found.returncode == 0, found.stderr
+        [deployment] = json.loads(found.stdout)["items"]
+        return dict(deployment)
+
+    def operator(self, log: Path) -> OperatorProcess:
+        """`egp-operator run` as the Deployment's container runs it: the chart's arguments and
+        environment (loopback ports aside), logged in as the chart's ServiceAccount."""
+        pod = self.deployment()["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        kubeconfig = service_account_kubeconfig(
+            self.cluster, NAMESPACE, pod["serviceAccountName"], self.work / "sa-kubeconfig"
+        )
+        settings = {
+            item["name"].removeprefix("EGP_OPERATOR_").lower(): item["value"]
+            for item in container["env"]
+            if item["name"] not in ("EGP_OPERATOR_METRICS_PORT", "EGP_OPERATOR_LIVENESS_PORT")
+        }
+        command = (*OPERATOR_COMMAND, *container.get("args", []))
+        return OperatorProcess(kubeconfig, log, command=command, **settings)
+
+
+@pytest.fixture(scope="module", params=["helm3", "helm4"])
+def release(
+    request: pytest.FixtureRequest,
+    kube_bin_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Release]:
+    helm = go_tool(str(request.param))
+    work = tmp_path_factory.mktemp(str(request.param))
+    with LocalControlPlane(kube_bin_dir, work / "cluster") as cluster, cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        for team in TEAMS:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=team)))
+            core.create_namespaced_secret(
+                team,
+                client.V1Secret(
+                    metadata=client.V1ObjectMeta(name=SECRET), string_data={"apiKey": EGP_KEY}
+                ),
+            )
+        yield Release(helm, cluster, kube_bin_dir / "kubectl", work)
+
+
+def _sources(api: Any, egp: FakeEGPServer, namespaces: tuple[str, ...]) -> None:
+    objects = client.CustomObjectsApi(api)
+    for namespace in namespaces:
+        objects.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            SOURCE_PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "EGPSource",
+                "metadata": {"name": "egp", "namespace": namespace},
+                "spec": {
+                    "baseURL": egp.url,
+                    "accountID": EGP_ACCOUNT,
+                    "credentialsSecretRef": {"name": SECRET},
+                    "refreshInterval": "10s",
+                },
+            },
+        )
+
+
+def _synced_reasons(api: Any, namespaces: tuple[str, ...]) -> dict[str, str] | None:
+    """Each namespace's source's Synced reason, once every one has one."""
+    objects = client.CustomObjectsApi(api)
+    reasons = {}
+    for namespace in namespaces:
+        status = objects.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, SOURCE_PLURAL, "egp"
+        ).get("status", {})
+        synced = [c for c in status.get("conditions", []) if c["type"] == "Synced"]
+        if not synced:
+            return None
+        reasons[namespace] = synced[0]["reason"]
+    return reasons
+
+
+def test_install_mirrors_both_tenants_as_the_charts_service_account(release: Release) -> None:
+    release.install(
+        "install",
+        {
+            "tenants": [
+                {"namespace": TEAM_A, "secrets": [SECRET]},
+                {"namespace": TEAM_B, "secrets": [SECRET]},
+            ],
+            "settings": {"allowedHosts": ["127.0.0.1"], "statusHeartbeatSeconds": 3600},
+        },
+    )
+    upstream = generate_models(3, seed=51)
+    with (
+        release.cluster.api_client() as api,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as egp,
+    ):
+        egp.add_models(upstream)
+        operator = release.operator(release.work / "install.log")
+        try:
+            _sources(api, egp, (TEAM_A, TEAM_B, OUTSIDER))
+            reasons = eventually(
+                lambda: _synced_reasons(api, (TEAM_A, TEAM_B, OUTSIDER)),
+                timeout=90,
+                what="a cycle of every tenant's source",
+            )
+            for team in (TEAM_A, TEAM_B):
+                models = client.CustomObjectsApi(api).list_namespaced_custom_object(
+                    GROUP, VERSION, team, MODEL_PLURAL
+                )["items"]
+                assert {m["spec"]["modelID"] for m in models} == {m["id"] for m in upstream}
+        finally:
+            operator.stop()
+    assert reasons == {TEAM_A: "Synced", TEAM_B: "Synced", OUTSIDER: "SecretUnreadable"}
+    denied = [
+        line
+        for line in operator.log().splitlines()
+        if ("Forbidden" in line or " 403 " in line) and f"{OUTSIDER}/egp" not in line
+    ]
+    assert not denied, "\n".join(denied)
+
+
+def test_the_charts_service_account_reads_no_other_secret(release: Release) -> None:
+    account = release.work / "sa-kubeconfig"
+
+    assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_A)
+    assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_B)
+    assert not release.can_i(account, "get", "secrets/other", TEAM_A)
+    assert not release.can_i(account, "get", f"secrets/{SECRET}", OUTSIDER)
+    assert not release.can_i(account, "get", f"secrets/{SECRET}", NAMESPACE)
+    for team in TEAMS:
+        assert not release.can_i(account, "list", "secrets", team)
+        assert not release.can_i(account, "watch", "secrets", team)
+
+
+def test_an_upgrade_moves_the_grants_and_settings_with_the_values(release: Release) -> None:
+    release.install(
+        "upgrade",
+        {
+            "tenants": [
+                {"namespace": TEAM_A, "secrets": [SECRET]},
+                {"namespace": TEAM_C, "secrets": [SECRET]},
+            ],
+            "settings": {"allowedHosts": ["127.0.0.1"], "kubeConcurrency": 4},
+        },
+    )
+    account = release.work / "sa-kubeconfig"
+
+    assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_C)
+    assert not release.can_i(account, "get", f"secrets/{SECRET}", TEAM_B)
+    assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_A)
+    [container] = release.deployment()["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["EGP_OPERATOR_KUBE_CONCURRENCY"] == "4"
+    assert "EGP_OPERATOR_STATUS_HEARTBEAT_SECONDS" not in env
+
+
+def test_uninstall_leaves_only_the_crds_and_the_mirror(release: Release) -> None:
+    done = release.run("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s")
+    assert done.returncode == 0, done.stderr
+
+    def left() -> str:
+        found = release.kubectl_run(
+            "get",
+            "all,roles,rolebindings,clusterroles,clusterrolebindings,serviceaccounts,configmaps",
+            "--all-namespaces",
+            "-l",
+            f"app.kubernetes.io/instance={RELEASE}",
+            "-o",
+            "name",
+        )
+        assert found.returncode == 0, found.stderr
+        return found.stdout.strip()
+
+    eventually(lambda: left() == "", timeout=60, what="nothing of the release left")
+    crds = release.kubectl_run("get", "crds", "-o", "name")
+    assert {line.partition("/")[2] for line in crds.stdout.split()} == KEPT_CRDS
+    sources = release.kubectl_run("get", "egpsources", "-A", "-o", "name")
+    assert len(sources.stdout.split()) == 3
