@@ -5,9 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+
+
+def peering_identity() -> str:
+    """This replica's name in the peering objects: the pod's name (`POD_ID`, which the
+    Deployment sets from the downward API, as kopf documents), or else the host, the start time
+    and a random suffix. kopf's own default begins with the user's name from the password
+    database, and the image's numeric user has none: the operator would not start."""
+    pod = os.environ.get("POD_ID")
+    if pod:
+        return pod
+    started = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return f"{socket.gethostname()}/{started}/{secrets.token_hex(4)}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings().model_copy(update=overrides)  # built once; the handlers get it
     kopf.configure(verbose=args.verbose, log_prefix=True)
     kopf.run(
+        identity=peering_identity(),  # type: ignore[arg-type]  # kopf exports no Identity type
         memo=kopf.Memo(settings=settings, namespaces=tuple(args.namespace or ())),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),

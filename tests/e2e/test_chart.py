@@ -142,9 +142,13 @@ def test_every_setting_reaches_the_operator_under_its_own_name(helm: Path, tmp_p
     properties = settings_schema()["properties"]
     values = {"settings": {name: sample(spec) for name, spec in properties.items()}}
 
-    env = {item["name"]: item["value"] for item in container(render(helm, values, tmp_path))["env"]}
-
     prefix = Settings.model_config["env_prefix"]
+    env = {
+        item["name"]: item["value"]
+        for item in container(render(helm, values, tmp_path))["env"]
+        if item["name"].startswith(prefix)
+    }
+
     assert set(env) == {f"{prefix}{field.upper()}" for field in Settings.model_fields} - {
         f"{prefix}PRIORITY"
     }

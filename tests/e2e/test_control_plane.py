@@ -38,6 +38,10 @@ def _gone(read: Any) -> bool:
 
 
 def _pinned_version() -> str:
+    """go.mod's version, or the one EGP_KUBE_VERSION asked tools/kube/build.sh for (the
+    version matrix, docs/compatibility.md)."""
+    if os.environ.get("EGP_KUBE_VERSION"):
+        return os.environ["EGP_KUBE_VERSION"]
     for line in (REPO_ROOT / "tools" / "kube" / "go.mod").read_text().splitlines():
         fields = line.split()
         if len(fields) >= 2 and fields[0] == "k8s.io/kubernetes" and fields[1].startswith("v"):

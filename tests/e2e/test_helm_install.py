@@ -106,7 +106,8 @@ class Release:
         settings = {
             item["name"].removeprefix("EGP_OPERATOR_").lower(): item["value"]
             for item in container["env"]
-            if item["name"] not in ("EGP_OPERATOR_METRICS_PORT", "EGP_OPERATOR_LIVENESS_PORT")
+            if item["name"].startswith("EGP_OPERATOR_")
+            and item["name"] not in ("EGP_OPERATOR_METRICS_PORT", "EGP_OPERATOR_LIVENESS_PORT")
         }
         command = (*OPERATOR_COMMAND, *container.get("args", []))
         return OperatorProcess(kubeconfig, log, command=command, **settings)
@@ -241,7 +242,7 @@ def test_an_upgrade_moves_the_grants_and_settings_with_the_values(release: Relea
     assert not release.can_i(account, "get", f"secrets/{SECRET}", TEAM_B)
     assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_A)
     [container] = release.deployment()["spec"]["template"]["spec"]["containers"]
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["EGP_OPERATOR_KUBE_CONCURRENCY"] == "4"
     assert "EGP_OPERATOR_STATUS_HEARTBEAT_SECONDS" not in env
 

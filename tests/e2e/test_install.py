@@ -11,7 +11,13 @@ the shipped names are used as they are and whatever happens there is this operat
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,7 @@ from kubernetes import client
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
+from egp_testbench.processes import free_port, stop_group
 from tests.e2e.harness import (
     EGP_ACCOUNT,
     EGP_KEY,
@@ -534,3 +541,181 @@ def test_a_tenant_can_never_get_another_namespaces_key_sent_anywhere(
         assert not objects.list_namespaced_custom_object(GROUP, VERSION, TEAM_B, MODEL_PLURAL)[
             "items"
         ], "a source of team-a wrote into team-b"
+
+
+# ---- the image's contents, without a Docker engine -------------------------------------------
+
+#: The image's user (Dockerfile: USER 65532:65532), its only writable folder (an emptyDir in
+#: the Deployment), and what the Dockerfile sets in the environment.
+IMAGE_USER = 65532
+IMAGE_TMP = "/tmp"  # noqa: S108 - the image's writable folder, not a file made here
+IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HOME": IMAGE_TMP}
+#: System calls that write, create or remove a path; `strace` logs each with its path.
+WRITING_CALLS = ",".join(
+    (
+        *("open", "openat", "creat", "truncate", "chmod", "fchmodat"),
+        *("mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat"),
+        *("link", "linkat", "symlink", "symlinkat"),
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def image_root() -> Iterator[Path]:
+    """A folder the image's user may read and not write, like the image's root filesystem
+    (pytest's own temporary folders are private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="egp-image-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def image_venv(image_root: Path) -> Path:
+    """The Dockerfile's build stage, step by step: the project's files copied into /src, the
+    package with its runtime dependencies only (no extras, no test bench) from the package
+    index into a fresh virtualenv, its bytecode compiled ahead."""
+    source = image_root / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "operator",
+        source / "operator",
+        ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"),
+    )
+    venv = image_root / "opt" / "egp-operator"
+    for step in (
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "."],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(venv / "lib"),
+        ],
+    ):
+        done = subprocess.run(
+            step, cwd=source, capture_output=True, text=True, check=False, timeout=600
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    shutil.rmtree(source)
+    return venv
+
+
+def test_the_image_holds_the_runtime_dependencies_and_no_test_bench(image_venv: Path) -> None:
+    listed = subprocess.run(
+        [str(image_venv / "bin" / "pip"), "list", "--format=json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = {package["name"].lower() for package in json.loads(listed.stdout)}
+
+    assert "egp-operator" in installed
+    assert not installed & {
+        "egp-operator-testbench",
+        "fastapi",
+        "uvicorn",
+        "pytest",
+        "mypy",
+        "ruff",
+    }
+
+
+def _readable_kubeconfig(kubeconfig: Path, path: Path) -> Path:
+    """The ServiceAccount's kubeconfig with its CA inline, readable by the image's user, as a
+    pod's projected token and CA are."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        ca = Path(cluster["cluster"].pop("certificate-authority"))
+        cluster["cluster"]["certificate-authority-data"] = base64.b64encode(
+            ca.read_bytes()
+        ).decode()
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o644)
+    return path
+
+
+def test_the_image_runs_unprivileged_read_only_and_mirrors(
+    kube_bin_dir: Path, installed: Installed, image_root: Path, image_venv: Path, tmp_path: Path
+) -> None:
+    """`egp-operator run` from that virtualenv, as the image runs it: user 65532, HOME=/tmp,
+    a working folder it cannot write, logged in as the ServiceAccount. It mirrors, and it
+    writes, creates or removes nothing outside /tmp (strace sees every attempt)."""
+    namespace = "image-contents"
+    _tenant(kube_bin_dir, installed, namespace, EGP_KEY)
+    workdir = image_root / "workdir"
+    workdir.mkdir(mode=0o555)
+    kubeconfig = _readable_kubeconfig(installed.kubeconfig, image_root / "kubeconfig")
+    trace = tmp_path / "strace.log"
+    metrics_port, liveness_port = free_port(), free_port()
+    env = {
+        "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
+        **IMAGE_ENV,
+        "KUBECONFIG": str(kubeconfig),
+        "EGP_OPERATOR_PROBE_HOST": "127.0.0.1",
+        "EGP_OPERATOR_METRICS_PORT": str(metrics_port),
+        "EGP_OPERATOR_LIVENESS_PORT": str(liveness_port),
+        "EGP_OPERATOR_STATUS_HEARTBEAT_SECONDS": "3600",
+    }
+    command = [
+        *("strace", "-f", "-qq", "--seccomp-bpf", "-o", str(trace), "-e", f"trace={WRITING_CALLS}"),
+        *("setpriv", f"--reuid={IMAGE_USER}", f"--regid={IMAGE_USER}", "--clear-groups"),
+        *("egp-operator", "run"),
+    ]
+    upstream = generate_models(4, seed=61)
+    log = tmp_path / "operator.log"
+    with (
+        installed.cluster.api_client() as api,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as egp,
+        log.open("wb") as output,
+    ):
+        egp.add_models(upstream)
+        apply(kube_bin_dir, installed.cluster.kubeconfig, [_source(namespace, SOURCE, egp.url)])
+        operator = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            objects = client.CustomObjectsApi(api)
+            eventually(
+                lambda: (
+                    len(
+                        objects.list_namespaced_custom_object(
+                            GROUP, VERSION, namespace, MODEL_PLURAL
+                        )["items"]
+                    )
+                    == len(upstream)
+                ),
+                timeout=120,
+                what="the image's operator to mirror",
+            )
+        finally:
+            stop_group(operator.pid, timeout=30, running=lambda: operator.poll() is None)
+            print(log.read_text(errors="replace")[-5000:])
+    writes = [line for line in trace.read_text().splitlines() if _writes_outside_tmp(line)]
+    assert not writes, "\n".join(writes[:20])
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def _writes_outside_tmp(line: str) -> bool:
+    """An strace line that writes, creates or removes a path other than under /tmp (or the
+    null device): an open for writing, or any of the other WRITING_CALLS."""
+    call = line.split(None, 1)[-1]
+    paths = re.findall(r'"([^"]*)"', call)
+    reads_only = call.startswith(("open(", "openat(")) and not re.search(
+        r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", call
+    )
+    if not paths or reads_only:
+        return False
+    return any(
+        not (path.startswith(IMAGE_TMP + "/") or path in (IMAGE_TMP, "/dev/null")) for path in paths
+    )

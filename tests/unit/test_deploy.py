@@ -274,7 +274,9 @@ def test_the_pod_runs_locked_down(pod: dict[str, Any], container: dict[str, Any]
 
 def test_ports_probes_and_settings_agree(container: dict[str, Any]) -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("EGP_OPERATOR_")}
+    pod_id = next(e for e in container["env"] if e["name"] == "POD_ID")  # kopf's peering name
+    assert pod_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     defaults = Settings()
 
     assert ports == {"metrics": defaults.metrics_port, "healthz": defaults.liveness_port}
