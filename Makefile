@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast bench bench-soak bench-scale bench-growth kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds chart clean
+.PHONY: help venv lint format test test-fast bench bench-soak bench-scale bench-growth kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds chart test-k8s-versions clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
 	@echo "make test-fast     unit and integration tests only (no Kubernetes control plane)"
+	@echo "make test-k8s-versions  the e2e operator and install tests on the oldest and newest supported Kubernetes"
 	@echo "make demo          the whole product on loopback: control plane, local EGP, operator"
 	@echo "make demo-down     stop the demo"
 	@echo "make bench         measure a sync at 1,000, 2,000 and 10,000 models into bench/RESULTS.md (~20 min)"
@@ -65,6 +66,22 @@ test-fast: venv
 test: lint kube-bins go-tools prometheus-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
 		EGP_PROMETHEUS_BIN_DIR="$$(bash tools/prometheus/install.sh | tail -n 1)" $(BIN)/pytest
+
+# The supported range's oldest and newest Kubernetes (docs/compatibility.md), each pinned in
+# tools/kube/versions/ and built like the default one; `make test` runs the pinned default.
+# The operator, install, Helm and CRD tests run against each. About 10 minutes per version,
+# plus a first build of its control plane (5 to 10 minutes).
+K8S_VERSIONS ?= v1.32.13 v1.37.2
+K8S_VERSION_TESTS ?= tests/e2e/test_control_plane.py tests/e2e/test_crds.py \
+	tests/e2e/test_operator.py tests/e2e/test_install.py tests/e2e/test_helm_install.py
+test-k8s-versions: venv go-tools
+	@failed=""; for version in $(K8S_VERSIONS); do \
+		echo "== Kubernetes $$version"; \
+		bin="$$(EGP_KUBE_VERSION=$$version bash tools/kube/build.sh | tail -n 1)" && \
+		EGP_KUBE_VERSION=$$version EGP_KUBE_BIN_DIR="$$bin" \
+			$(BIN)/pytest -p no:cacheprovider $(K8S_VERSION_TESTS) || failed="$$failed $$version"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed on:$$failed"; exit 1; fi
 
 cluster-up: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \

@@ -4,7 +4,8 @@
 # the real library each wraps. The version of the wrapped module, pinned in the tool's go.mod,
 # and a digest of the tool's files name the folder: any change builds anew, none reuses the
 # binary. What is built is the tool folder's own main package, or, when its go.mod has a
-# `tool PACKAGE` line, that package: an upstream command built as it is, with no wrapper of ours.
+# `tool PACKAGE` line, that package: an upstream command built as it is, with no wrapper of ours,
+# and with the link-time values its own release build sets, printed by the folder's ldflags.sh.
 #
 # Usage: tools/go-tool.sh TOOL MODULE          build if needed; the last stdout line is the bin dir
 #        tools/go-tool.sh TOOL MODULE --check  print the bin dir, exit 0 if built, else exit 1
@@ -36,7 +37,7 @@ fi
 root="${EGP_TOOLS_CACHE:-${EGP_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/egp-operator}}"
 # The folder also carries a digest of the tool's own files, so that a change to its main.go or
 # its other pins builds anew too.
-sources="$({ cat go.mod go.sum; cat ./*.go 2>/dev/null || true; } | sha256sum | cut -c1-12)"
+sources="$({ cat go.mod go.sum; cat ./*.go ./ldflags.sh 2>/dev/null || true; } | sha256sum | cut -c1-12)"
 out="$root/$tool/$version-$sources"
 bin="$out/bin"
 
@@ -67,8 +68,13 @@ tmp="$(mktemp -d "$out/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 echo "go-tool.sh: building $tool ($module $version) into $bin" >&2
 started=$SECONDS
+# A tool whose upstream release stamps values at link time says which in its ldflags.sh.
+ldflags="-s -w"
+if [[ -f ldflags.sh ]]; then
+  ldflags+=" $(bash ldflags.sh)"
+fi
 CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" \
-  go build -trimpath -ldflags "-s -w" -o "$tmp/$tool" "${pkg:-.}" >&2
+  go build -trimpath -ldflags "$ldflags" -o "$tmp/$tool" "${pkg:-.}" >&2
 mv -f "$tmp/$tool" "$bin/$tool"
 echo "go-tool.sh: built in $((SECONDS - started)) s" >&2
 echo "$bin"

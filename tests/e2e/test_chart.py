@@ -261,3 +261,13 @@ def test_the_default_chart_grants_and_runs_what_deploy_does(
     chart_service, deploy_service = kept(chart, "Service"), kept(deploy, "Service")
     assert chart_service["metadata"]["name"] == deploy_service["metadata"]["name"]
     assert chart_service["spec"]["ports"] == deploy_service["spec"]["ports"]
+
+
+@pytest.mark.parametrize(("kube_version", "accepted"), [("v1.31.9", False), ("v1.32.0", True)])
+def test_the_chart_refuses_a_cluster_older_than_the_supported_range(
+    helm: Path, kube_version: str, accepted: bool
+) -> None:
+    """docs/compatibility.md: 1.32 and newer."""
+    rendered = helm_run(helm, "template", RELEASE, str(CHART), "--kube-version", kube_version)
+
+    assert (rendered.returncode == 0) is accepted, rendered.stderr

@@ -7,7 +7,9 @@
 #        tools/kube/build.sh --check  print the bin dir and exit 0 if it is complete, else exit 1
 #
 # Environment:
-#   EGP_KUBE_CACHE  cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/egp-operator/kube)
+#   EGP_KUBE_CACHE    cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/egp-operator/kube)
+#   EGP_KUBE_VERSION  another Kubernetes version than go.mod's, pinned in versions/VERSION.mod
+#                     by pin-version.sh (docs/compatibility.md); unset: go.mod's
 #
 # A cold build downloads ~0.8 GB of modules and compiles for a long time on 2 cores; see
 # docs/control-plane.md for measured figures. Binaries are built under a temporary name and
@@ -17,10 +19,22 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
-# The pinned Kubernetes version is the single source of truth in go.mod.
-version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' go.mod)"
+# The pinned Kubernetes version is the single source of truth in go.mod; another one is pinned
+# in its own module file, built with `go build -modfile` (the same tools.go and cmd/etcd).
+modfile="go.mod"
+if [[ -n "${EGP_KUBE_VERSION:-}" ]]; then
+  modfile="versions/$EGP_KUBE_VERSION.mod"
+  if [[ ! -f "$modfile" && "$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' go.mod)" == "$EGP_KUBE_VERSION" ]]; then
+    modfile="go.mod"
+  fi
+  [[ -f "$modfile" ]] || {
+    echo "build.sh: Kubernetes $EGP_KUBE_VERSION is not pinned: tools/kube/pin-version.sh $EGP_KUBE_VERSION" >&2
+    exit 2
+  }
+fi
+version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' "$modfile")"
 if [[ -z "$version" ]]; then
-  echo "build.sh: cannot find the k8s.io/kubernetes version in $here/go.mod" >&2
+  echo "build.sh: cannot find the k8s.io/kubernetes version in $here/$modfile" >&2
   exit 2
 fi
 minor="$(echo "$version" | cut -d. -f2)"
@@ -88,7 +102,7 @@ done
 echo "build.sh: building Kubernetes $version control plane into $bin (a cold build takes a while)" >&2
 started=$SECONDS
 # One `go build` for all commands shares the compile work of their common packages.
-CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" \
+CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -modfile=$modfile" \
   go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}" >&2
 
 for t in "${targets[@]}"; do
