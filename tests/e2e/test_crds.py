@@ -353,6 +353,30 @@ def test_source_status_rendered_by_the_resource_model_is_stored_unchanged(
 # ---- what `kubectl get` prints -------------------------------------------------------------
 
 
+def test_models_are_selected_by_phase_source_and_id_with_a_field_selector(
+    custom: Any, namespace: str
+) -> None:
+    """`kubectl get egpm --field-selector status.phase=Failed` (selectableFields, in every
+    supported Kubernetes: docs/compatibility.md)."""
+    phases = {"failed-one": "Failed", "ready-one": "Ready", "deploying-one": "Deploying"}
+    for name, phase in phases.items():
+        body = _object(MODEL_KIND, name, {**MODEL_SPEC, "modelID": f"id-{name}"})
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MODEL_PLURAL, body)
+        _write_status(custom, namespace, MODEL_PLURAL, name, {"phase": phase})
+
+    def selected(selector: str) -> set[str]:
+        listed = custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, MODEL_PLURAL, field_selector=selector
+        )
+        return {item["metadata"]["name"] for item in listed["items"]}
+
+    assert selected("status.phase=Failed") == {"failed-one"}
+    assert selected("status.phase!=Ready") == {"failed-one", "deploying-one"}
+    assert selected("spec.modelID=id-ready-one") == {"ready-one"}
+    assert selected("spec.sourceRef.name=prod") == set(phases)
+    assert selected("spec.sourceRef.name=other") == set()
+
+
 def test_model_table_shows_model_vendor_type_status_ready_and_age(
     control_plane: LocalControlPlane, custom: Any, namespace: str
 ) -> None:

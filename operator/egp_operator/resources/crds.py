@@ -272,6 +272,9 @@ class _Kind:
     columns: tuple[_Column, ...]
     # CEL rules pydantic cannot express, by spec field (its Kubernetes name).
     spec_rules: Mapping[str, list[dict[str, str]]] = field(default_factory=dict)
+    # Fields `kubectl get --field-selector` may filter on (selectableFields, GA in 1.32, the
+    # oldest Kubernetes supported: docs/compatibility.md).
+    selectable: tuple[str, ...] = ()
 
 
 _AGE = _Column("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
@@ -325,6 +328,10 @@ _MODEL = _Kind(
         _Column("Model ID", "string", ".spec.modelID", "The model's id in EGP.", 1),
     ),
     spec_rules={"sourceRef": _immutable("sourceRef"), "modelID": _immutable("modelID")},
+    # The labels stay: `kubectl get -l`, kube-state-metrics and most clients select by label. A
+    # field selector adds `--field-selector`, and an exact model id of any length (a label
+    # value holds at most 63 characters).
+    selectable=(".status.phase", ".spec.sourceRef.name", ".spec.modelID"),
 )
 
 _KINDS: Final = (_SOURCE, _MODEL)
@@ -362,6 +369,20 @@ def _root_schema(kind: _Kind) -> dict[str, Any]:
     return schema
 
 
+def _version(kind: _Kind) -> dict[str, Any]:
+    version: dict[str, Any] = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": _canonical(_root_schema(kind))},
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": [column.to_k8s() for column in kind.columns],
+    }
+    if kind.selectable:
+        version["selectableFields"] = [{"jsonPath": path} for path in kind.selectable]
+    return version
+
+
 def _crd(kind: _Kind) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -378,16 +399,7 @@ def _crd(kind: _Kind) -> dict[str, Any]:
                 "categories": ["egp"],
             },
             "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": _canonical(_root_schema(kind))},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [column.to_k8s() for column in kind.columns],
-                }
-            ],
+            "versions": [_version(kind)],
         },
     }
 
