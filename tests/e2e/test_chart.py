@@ -209,9 +209,12 @@ def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_no_namespaced_a
     documents = render(helm, {"watchNamespaces": ["team-a", "team-b"]}, tmp_path)
 
     cluster_role = only(documents, "ClusterRole")
-    assert {resource for _, resource, _, _ in grants(cluster_role["rules"])} == {
-        "clusterkopfpeerings",
-        "customresourcedefinitions",
+    assert grants(cluster_role["rules"]) == {
+        ("kopf.dev", "clusterkopfpeerings", "list", ""),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
+        ("", "namespaces", "list", ""),
+        ("", "namespaces", "watch", ""),
     }
     roles = {doc["metadata"]["namespace"]: doc for doc in documents if doc["kind"] == "Role"}
     assert set(roles) == {"team-a", "team-b"}

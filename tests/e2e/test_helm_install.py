@@ -89,19 +89,22 @@ class Release:
         )
         return answer.stdout.strip() == "yes"
 
-    def deployment(self) -> dict[str, Any]:
-        found = self.kubectl_run("get", "deployment", "-n", NAMESPACE, "-o", "json")
+    def deployment(self, namespace: str = NAMESPACE) -> dict[str, Any]:
+        found = self.kubectl_run("get", "deployment", "-n", namespace, "-o", "json")
         assert found.returncode == 0, found.stderr
         [deployment] = json.loads(found.stdout)["items"]
         return dict(deployment)
 
-    def operator(self, log: Path) -> OperatorProcess:
+    def operator(self, log: Path, namespace: str = NAMESPACE) -> OperatorProcess:
         """`egp-operator run` as the Deployment's container runs it: the chart's arguments and
         environment (loopback ports aside), logged in as the chart's ServiceAccount."""
-        pod = self.deployment()["spec"]["template"]["spec"]
+        pod = self.deployment(namespace)["spec"]["template"]["spec"]
         [container] = pod["containers"]
         kubeconfig = service_account_kubeconfig(
-            self.cluster, NAMESPACE, pod["serviceAccountName"], self.work / "sa-kubeconfig"
+            self.cluster,
+            namespace,
+            pod["serviceAccountName"],
+            self.work / f"{namespace}.kubeconfig",
         )
         settings = {
             item["name"].removeprefix("EGP_OPERATOR_").lower(): item["value"]
@@ -134,7 +137,7 @@ def release(
         yield Release(helm, cluster, kube_bin_dir / "kubectl", work)
 
 
-def _sources(api: Any, egp: FakeEGPServer, namespaces: tuple[str, ...]) -> None:
+def _sources(api: Any, egp: FakeEGPServer, namespaces: tuple[str, ...], name: str = "egp") -> None:
     objects = client.CustomObjectsApi(api)
     for namespace in namespaces:
         objects.create_namespaced_custom_object(
@@ -145,7 +148,7 @@ def _sources(api: Any, egp: FakeEGPServer, namespaces: tuple[str, ...]) -> None:
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "EGPSource",
-                "metadata": {"name": "egp", "namespace": namespace},
+                "metadata": {"name": name, "namespace": namespace},
                 "spec": {
                     "baseURL": egp.url,
                     "accountID": EGP_ACCOUNT,
@@ -156,13 +159,15 @@ def _sources(api: Any, egp: FakeEGPServer, namespaces: tuple[str, ...]) -> None:
         )
 
 
-def _synced_reasons(api: Any, namespaces: tuple[str, ...]) -> dict[str, str] | None:
+def _synced_reasons(
+    api: Any, namespaces: tuple[str, ...], name: str = "egp"
+) -> dict[str, str] | None:
     """Each namespace's source's Synced reason, once every one has one."""
     objects = client.CustomObjectsApi(api)
     reasons = {}
     for namespace in namespaces:
         status = objects.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, SOURCE_PLURAL, "egp"
+            GROUP, VERSION, namespace, SOURCE_PLURAL, name
         ).get("status", {})
         synced = [c for c in status.get("conditions", []) if c["type"] == "Synced"]
         if not synced:
@@ -213,7 +218,7 @@ def test_install_mirrors_both_tenants_as_the_charts_service_account(release: Rel
 
 
 def test_the_charts_service_account_reads_no_other_secret(release: Release) -> None:
-    account = release.work / "sa-kubeconfig"
+    account = release.work / f"{NAMESPACE}.kubeconfig"
 
     assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_A)
     assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_B)
@@ -236,7 +241,7 @@ def test_an_upgrade_moves_the_grants_and_settings_with_the_values(release: Relea
             "settings": {"allowedHosts": ["127.0.0.1"], "kubeConcurrency": 4},
         },
     )
-    account = release.work / "sa-kubeconfig"
+    account = release.work / f"{NAMESPACE}.kubeconfig"
 
     assert release.can_i(account, "get", f"secrets/{SECRET}", TEAM_C)
     assert not release.can_i(account, "get", f"secrets/{SECRET}", TEAM_B)
@@ -269,3 +274,61 @@ def test_uninstall_leaves_only_the_crds_and_the_mirror(release: Release) -> None
     assert {line.partition("/")[2] for line in crds.stdout.split()} == KEPT_CRDS
     sources = release.kubectl_run("get", "egpsources", "-A", "-o", "name")
     assert len(sources.stdout.split()) == 3
+
+
+SHARD, SHARD_NAMESPACE = "egp-shard", "egp-shard-system"
+
+
+def test_a_release_serving_some_namespaces_mirrors_them_with_roles_alone(
+    release: Release,
+) -> None:
+    """watchNamespaces: the operator runs with `--namespace` arguments and Roles in those
+    namespaces only (its ClusterRole keeps CRD discovery and the peering check); it mirrors
+    them, and leaves a namespace it does not serve alone."""
+    served = (TEAM_A, TEAM_C)
+    values_file = release.work / "shard-values.yaml"
+    values_file.write_text(
+        yaml.safe_dump(
+            {
+                "watchNamespaces": list(served),
+                "tenants": [{"namespace": team, "secrets": [SECRET]} for team in served],
+                "peeringName": SHARD,
+                "settings": {"allowedHosts": ["127.0.0.1"], "statusHeartbeatSeconds": 3600},
+            }
+        )
+    )
+    installed = release.run(
+        "install",
+        SHARD,
+        str(CHART),
+        "-n",
+        SHARD_NAMESPACE,
+        "--create-namespace",
+        "-f",
+        str(values_file),
+    )
+    assert installed.returncode == 0, installed.stderr
+    with (
+        release.cluster.api_client() as api,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as egp,
+    ):
+        egp.add_models(generate_models(2, seed=52))
+        operator = release.operator(release.work / "shard.log", namespace=SHARD_NAMESPACE)
+        try:
+            _sources(api, egp, (*served, OUTSIDER), name=SHARD)
+            reasons = eventually(
+                lambda: _synced_reasons(api, served, name=SHARD),
+                timeout=90,
+                what="a cycle of each served namespace's source",
+            )
+            outsider = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                GROUP, VERSION, OUTSIDER, SOURCE_PLURAL, SHARD
+            )
+        finally:
+            operator.stop()
+    assert reasons == dict.fromkeys(served, "Synced")
+    assert "conditions" not in outsider.get("status", {})  # never cycled: not served
+    denied = [
+        line for line in operator.log().splitlines() if "Forbidden" in line or " 403 " in line
+    ]
+    assert not denied, "\n".join(denied)
