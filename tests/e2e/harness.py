@@ -3,6 +3,7 @@ the real API server, plus helpers to read what it mirrored."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -199,7 +200,8 @@ def service_account_kubeconfig(
 ) -> Path:
     """A kubeconfig with a token of the ServiceAccount `namespace/name`, minted by the
     TokenRequest API as the kubelet does for a pod: the operator run with it has the
-    installed RBAC and nothing else."""
+    installed RBAC and nothing else. The CA is inline, so the file stands alone, as a pod's
+    projected token and CA do."""
     with cluster.api_client() as api:
         answer = client.CoreV1Api(api).create_namespaced_service_account_token(
             name,
@@ -216,7 +218,9 @@ def service_account_kubeconfig(
                 "name": "local",
                 "cluster": {
                     "server": cluster.server,
-                    "certificate-authority": str(cluster.ca_file),
+                    "certificate-authority-data": base64.b64encode(
+                        cluster.ca_file.read_bytes()
+                    ).decode(),
                 },
             }
         ],

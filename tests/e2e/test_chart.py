@@ -20,7 +20,7 @@ import yaml
 from egp_operator.settings import Settings
 from egp_testbench.chart import CHART, settings_schema
 from tests.e2e.conftest import go_tool
-from tests.rbac import grants
+from tests.manifests import grants, kustomize
 
 REPO = Path(__file__).parents[2]
 RELEASE = "egp-operator"
@@ -224,24 +224,13 @@ def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_no_namespaced_a
 # ---- one truth with deploy/ ------------------------------------------------------------------
 
 
-def kustomize(kubectl: Path) -> list[dict[str, Any]]:
-    built = subprocess.run(
-        [str(kubectl), "kustomize", str(REPO / "deploy")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
 def test_the_default_chart_grants_and_runs_what_deploy_does(
     helm: Path, kube_bin_dir: Path, tmp_path: Path
 ) -> None:
     """Change either alone and this fails: the same cluster-wide grants, the same bindings,
     the same pod (image aside: the chart's tag is its appVersion, deploy/'s `latest`)."""
     chart = render(helm, {"image": {"tag": "latest"}}, tmp_path)
-    deploy = kustomize(kube_bin_dir / "kubectl")
+    deploy = kustomize(kube_bin_dir / "kubectl", REPO / "deploy")
 
     def kept(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
         return next(doc for doc in documents if doc["kind"] == kind)

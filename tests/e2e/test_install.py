@@ -11,7 +11,6 @@ the shipped names are used as they are and whatever happens there is this operat
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
@@ -39,6 +38,7 @@ from tests.e2e.harness import (
     service_account_kubeconfig,
 )
 from tests.e2e.polling import eventually
+from tests.manifests import kustomize
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
@@ -65,17 +65,6 @@ def kubectl(
     )
 
 
-def render(bin_dir: Path, path: Path) -> list[dict[str, Any]]:
-    built = subprocess.run(
-        [str(bin_dir / "kubectl"), "kustomize", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
 def apply(bin_dir: Path, kubeconfig: Path, documents: list[dict[str, Any]]) -> None:
     applied = kubectl(
         bin_dir,
@@ -100,7 +89,7 @@ def install_namespaces(kube_bin_dir: Path, control_plane: LocalControlPlane) -> 
     namespaces = [
         doc
         for path in (DEPLOY, EXAMPLES)
-        for doc in render(kube_bin_dir, path)
+        for doc in kustomize(kube_bin_dir / "kubectl", path)
         if doc["kind"] == "Namespace"
     ]
     assert {doc["metadata"]["name"] for doc in namespaces} == {BASE_NAMESPACE, EXAMPLE_NAMESPACE}
@@ -116,7 +105,7 @@ def install_namespaces(kube_bin_dir: Path, control_plane: LocalControlPlane) -> 
 def test_the_kustomization_passes_a_server_side_dry_run(
     kube_bin_dir: Path, control_plane: LocalControlPlane, path: Path
 ) -> None:
-    expected = render(kube_bin_dir, path)
+    expected = kustomize(kube_bin_dir / "kubectl", path)
 
     dry_run = kubectl(
         kube_bin_dir,
@@ -174,13 +163,13 @@ def installed(kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             "--timeout=60s",
             "-f",
             "-",
-            stdin=yaml.safe_dump_all(render(kube_bin_dir, CRDS)),
+            stdin=yaml.safe_dump_all(kustomize(kube_bin_dir / "kubectl", CRDS)),
         )
         assert established.returncode == 0, established.stderr
         applied = kubectl(kube_bin_dir, config, "apply", "--server-side", "-k", str(DEPLOY))
         assert applied.returncode == 0, applied.stderr
 
-        example = render(kube_bin_dir, EXAMPLES)
+        example = kustomize(kube_bin_dir / "kubectl", EXAMPLES)
         access = [doc for doc in example if doc["kind"] in ("Namespace", "Role", "RoleBinding")]
         secret = next(doc for doc in example if doc["kind"] == "Secret")
         secret["stringData"] = {"apiKey": EGP_KEY}  # what the user puts instead of REPLACE_ME
@@ -202,7 +191,14 @@ def installed(kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         token_config = service_account_kubeconfig(
             cluster, BASE_NAMESPACE, SERVICE_ACCOUNT, tmp_path_factory.mktemp("sa") / "kubeconfig"
         )
-        yield Installed(cluster, first, render(kube_bin_dir, DEPLOY), example, other, token_config)
+        yield Installed(
+            cluster,
+            first,
+            kustomize(kube_bin_dir / "kubectl", DEPLOY),
+            example,
+            other,
+            token_config,
+        )
 
 
 def test_one_kubectl_apply_installs_everything_on_a_fresh_cluster(
@@ -626,20 +622,6 @@ def test_the_image_holds_the_runtime_dependencies_and_no_test_bench(image_venv: 
     }
 
 
-def _readable_kubeconfig(kubeconfig: Path, path: Path) -> Path:
-    """The ServiceAccount's kubeconfig with its CA inline, readable by the image's user, as a
-    pod's projected token and CA are."""
-    config = yaml.safe_load(kubeconfig.read_text())
-    for cluster in config["clusters"]:
-        ca = Path(cluster["cluster"].pop("certificate-authority"))
-        cluster["cluster"]["certificate-authority-data"] = base64.b64encode(
-            ca.read_bytes()
-        ).decode()
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o644)
-    return path
-
-
 def test_the_image_runs_unprivileged_read_only_and_mirrors(
     kube_bin_dir: Path, installed: Installed, image_root: Path, image_venv: Path, tmp_path: Path
 ) -> None:
@@ -650,7 +632,9 @@ def test_the_image_runs_unprivileged_read_only_and_mirrors(
     _tenant(kube_bin_dir, installed, namespace, EGP_KEY)
     workdir = image_root / "workdir"
     workdir.mkdir(mode=0o555)
-    kubeconfig = _readable_kubeconfig(installed.kubeconfig, image_root / "kubeconfig")
+    kubeconfig = image_root / "kubeconfig"  # readable by the image's user, as a pod's token is
+    shutil.copyfile(installed.kubeconfig, kubeconfig)
+    kubeconfig.chmod(0o644)
     trace = tmp_path / "strace.log"
     metrics_port, liveness_port = free_port(), free_port()
     env = {

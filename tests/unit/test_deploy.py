@@ -25,7 +25,7 @@ from egp_operator.cli import build_parser
 from egp_operator.resources.models import GROUP, PHASES, VERSION, EGPSourceSpec, SecretKeyRef
 from egp_operator.settings import Settings
 from egp_operator.vocabulary import Reason
-from tests.rbac import grants
+from tests.manifests import grants, kustomize
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
@@ -91,14 +91,6 @@ def kubectl() -> Path:
     return Path(found.stdout.strip().splitlines()[-1]) / "kubectl"
 
 
-def render(kubectl: Path, root: Path) -> list[dict[str, Any]]:
-    built = subprocess.run(
-        [str(kubectl), "kustomize", str(root)], capture_output=True, text=True, check=False
-    )
-    assert built.returncode == 0, built.stderr
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
 def _identities(documents: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return {
         (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])
@@ -108,13 +100,13 @@ def _identities(documents: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("root", KUSTOMIZATIONS.values(), ids=KUSTOMIZATIONS.keys())
 def test_each_kustomization_renders_the_objects_its_files_hold(kubectl: Path, root: Path) -> None:
-    rendered = render(kubectl, root)
+    rendered = kustomize(kubectl, root)
 
     assert _identities(rendered) == _identities(load(root))
 
 
 def test_the_base_renders_the_image_users_can_set(kubectl: Path) -> None:
-    deployment = one(render(kubectl, DEPLOY), "Deployment")
+    deployment = one(kustomize(kubectl, DEPLOY), "Deployment")
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
 
     assert kustomization["images"] == [

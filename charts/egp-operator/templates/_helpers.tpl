@@ -56,3 +56,30 @@ annotations:
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+A binding of the operator's ServiceAccount: (dict "root" $ "kind" "RoleBinding" "name" NAME
+"namespace" NS); a ClusterRoleBinding when "namespace" is absent.
+*/}}
+{{- define "egp-operator.binding" -}}
+{{- $root := .root -}}
+{{- $namespaced := hasKey . "namespace" -}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ $namespaced | ternary "RoleBinding" "ClusterRoleBinding" }}
+metadata:
+  name: {{ .name }}
+  {{- if $namespaced }}
+  namespace: {{ .namespace }}
+  {{- end }}
+  labels:
+    {{- include "egp-operator.labels" $root | nindent 4 }}
+  {{- with include "egp-operator.annotations" $root }}{{ . | nindent 2 }}{{ end }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: {{ $namespaced | ternary "Role" "ClusterRole" }}
+  name: {{ .name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "egp-operator.serviceAccountName" $root }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end -}}
