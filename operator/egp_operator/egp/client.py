@@ -44,7 +44,7 @@ from egp_operator.bounds import (
     cut,
     json_depth,
 )
-from egp_operator.egp.endpoint import EndpointPolicy, GuardedTransport
+from egp_operator.egp.endpoint import EndpointPolicy
 from egp_operator.egp.errors import (
     AuthenticationError,
     EGPError,
@@ -62,6 +62,7 @@ from egp_operator.egp.errors import (
 )
 from egp_operator.egp.models import MAX_PAGE_SIZE, InferenceModel, InferenceModelList
 from egp_operator.egp.rate_limits import RateLimits
+from egp_operator.egp.transport import GuardedTransport
 
 DEFAULT_BASE_URL: Final = "https://api.egp.scale.com"
 MODELS_PATH: Final = "v5/models"

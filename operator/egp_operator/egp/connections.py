@@ -4,7 +4,7 @@ A cycle's `EGPClient` carries the source's key, account and limits, but its conn
 not be its own: sources that reach the same endpoint reuse each other's connections, and their
 TLS handshakes, instead of each opening its own every cycle. The key and account travel in each
 request's headers, never in the pool, and the pool keeps no cookie. It checks every address it
-connects to against the endpoint policy (`endpoint.GuardedTransport`). A rotated CA file gets a
+connects to against the endpoint policy (`transport.GuardedTransport`). A rotated CA file gets a
 pool of its own.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import ssl
 from typing import Final
 
-from egp_operator.egp.endpoint import EndpointPolicy, GuardedTransport
+from egp_operator.egp.endpoint import EndpointPolicy
+from egp_operator.egp.transport import GuardedTransport
 
 #: Connections open at once over all endpoints; a cycle that finds none free waits for one
 #: within its request timeout.
