@@ -7,7 +7,7 @@ derived from their JSON schema here, never written by hand. `crds/` holds the re
 
 What pydantic cannot say is added here, and only here: the Kubernetes shape of a duration
 (recognised by the `Duration` type's validator), `conditions` as a list keyed by `type`,
-CEL rules (immutable identity, minimum refresh interval), printer columns and names.
+CEL rules (immutable identity, the bounds of the durations), printer columns and names.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pydantic_core import core_schema
 
 from egp_operator.resources.models import (
     GROUP,
+    MAX_MISSING_GRACE_PERIOD,
+    MAX_REFRESH_INTERVAL,
     MIN_REFRESH_INTERVAL,
     MODEL_KIND,
     MODEL_PLURAL,
@@ -122,13 +124,15 @@ def _duration_schema() -> dict[str, Any]:
     }
 
 
-def _duration_rule(minimum: timedelta, message: str) -> dict[str, str]:
-    """A CEL rule on a duration string. It skips what the pattern and minLength already
-    reject: CEL rules run even when the schema fails, and would add a type-conversion error."""
-    bound = f"{int(minimum.total_seconds())}s"
+def _duration_rule(bound: timedelta, message: str, *, at_most: bool = False) -> dict[str, str]:
+    """A CEL rule on a duration string: at least (or `at_most`) `bound`. It skips what the
+    pattern and minLength already reject: CEL rules run even when the schema fails, and would
+    add a type-conversion error."""
+    seconds = f"{int(bound.total_seconds())}s"
     well_formed = f'self != "" && self.matches("{DURATION_PATTERN}")'
+    compare = "<=" if at_most else ">="
     return {
-        "rule": f'!({well_formed}) || duration(self) >= duration("{bound}")',
+        "rule": f'!({well_formed}) || duration(self) {compare} duration("{seconds}")',
         "message": message,
     }
 
@@ -305,8 +309,20 @@ _SOURCE = _Kind(
             _duration_rule(
                 MIN_REFRESH_INTERVAL,
                 f"must be at least {int(MIN_REFRESH_INTERVAL.total_seconds())}s",
+            ),
+            _duration_rule(
+                MAX_REFRESH_INTERVAL,
+                f"must be at most {int(MAX_REFRESH_INTERVAL.total_seconds()) // 3600}h",
+                at_most=True,
+            ),
+        ],
+        "missingGracePeriod": [
+            _duration_rule(
+                MAX_MISSING_GRACE_PERIOD,
+                f"must be at most {int(MAX_MISSING_GRACE_PERIOD.total_seconds()) // 3600}h",
+                at_most=True,
             )
-        ]
+        ],
     },
 )
 

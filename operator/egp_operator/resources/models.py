@@ -13,7 +13,16 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from egp_operator.bounds import MAX_MODEL_ID_LENGTH
 from egp_operator.egp.client import DEFAULT_BASE_URL
@@ -28,6 +37,10 @@ MODEL_KIND: Final = "EGPModel"
 MODEL_PLURAL: Final = "egpmodels"
 
 MIN_REFRESH_INTERVAL: Final = timedelta(seconds=10)
+#: Longer intervals make no sense for a mirror whose alerts judge it by its interval.
+MAX_REFRESH_INTERVAL: Final = timedelta(hours=24)
+#: A year: past it, Retain says what is meant.
+MAX_MISSING_GRACE_PERIOD: Final = timedelta(days=365)
 #: Set it on an EGPSource (to any new value, e.g. the time) to ask for a sync now; the value is
 #: echoed to `status.lastHandledSyncRequest` once a cycle has handled it (as Flux does with
 #: `reconcile.fluxcd.io/requestedAt` and `lastHandledReconcileAt`).
@@ -48,7 +61,10 @@ def parse_duration(text: str) -> timedelta:
     if not text or match is None:
         raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h30m")
     hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:  # the pattern admits any number of digits
+        raise ValueError(f"{text[:40]!r} is a duration too long to hold") from None
 
 
 def _is_duration(text: str) -> str:
@@ -98,6 +114,9 @@ class SecretKeyRef(_Resource):
 class EGPSourceSpec(_Resource):
     """One connection to one EGP account: the anchor of a sync loop."""
 
+    _refresh: timedelta = PrivateAttr(default=MIN_REFRESH_INTERVAL)
+    _grace: timedelta = PrivateAttr(default=timedelta(0))
+
     base_url: Annotated[str, AfterValidator(check_base_url)] = Field(
         default=DEFAULT_BASE_URL,
         alias="baseURL",
@@ -129,7 +148,7 @@ class EGPSourceSpec(_Resource):
         default="60s",
         alias="refreshInterval",
         description="How often the account's models are listed: a duration such as 30s, 5m or"
-        " 1h30m, at least 10s.",
+        " 1h30m, from 10s to 24h.",
     )
     page_size: int = Field(
         default=500,
@@ -148,20 +167,49 @@ class EGPSourceSpec(_Resource):
         default="1h",
         alias="missingGracePeriod",
         description="How long a model must stay missing upstream before deletionPolicy Delete"
-        " deletes its EGPModel: a duration such as 30s, 5m or 1h30m.",
+        " deletes its EGPModel: a duration such as 30s, 5m or 1h30m, at most 8760h (a year).",
     )
     suspend: bool = Field(
         default=False,
         description="While true, nothing is listed, created, updated or deleted.",
     )
 
+    @field_validator("refresh_interval")
+    @classmethod
+    def _refresh_within_bounds(cls, text: str) -> str:
+        """Bounded here as the CRD's CEL rules bound it: a spec stored before those rules is
+        refused as an InvalidSpec, never held."""
+        if parse_duration(text) > MAX_REFRESH_INTERVAL:
+            raise ValueError(f"must be at most {_hours(MAX_REFRESH_INTERVAL)}")
+        return text
+
+    @field_validator("missing_grace_period")
+    @classmethod
+    def _grace_within_bounds(cls, text: str) -> str:
+        if parse_duration(text) > MAX_MISSING_GRACE_PERIOD:
+            raise ValueError(f"must be at most {_hours(MAX_MISSING_GRACE_PERIOD)}")
+        return text
+
+    @model_validator(mode="after")
+    def _parse_durations_once(self) -> EGPSourceSpec:
+        """The daemon reads them at every cycle: parsed once per spec."""
+        self._refresh = max(parse_duration(self.refresh_interval), MIN_REFRESH_INTERVAL)
+        self._grace = parse_duration(self.missing_grace_period)
+        return self
+
     @property
     def refresh(self) -> timedelta:
-        return max(parse_duration(self.refresh_interval), MIN_REFRESH_INTERVAL)
+        """refreshInterval, at least MIN_REFRESH_INTERVAL."""
+        return self._refresh
 
     @property
     def grace(self) -> timedelta:
-        return parse_duration(self.missing_grace_period)
+        return self._grace
+
+
+def _hours(duration: timedelta) -> str:
+    """A whole number of hours as a duration of the CRD's form (`24h`)."""
+    return f"{int(duration.total_seconds()) // 3600}h"
 
 
 class Condition(_Resource):

@@ -255,6 +255,19 @@ def test_duration_pattern_admits_what_the_operator_parses(text: str) -> None:
     assert re.fullmatch(DURATION_PATTERN, text)
 
 
+@pytest.mark.parametrize(
+    ("field", "bound", "message"),
+    [
+        ("refreshInterval", '<= duration("86400s")', "must be at most 24h"),
+        ("missingGracePeriod", '<= duration("31536000s")', "must be at most 8760h"),
+    ],
+)
+def test_durations_have_an_upper_bound(field: str, bound: str, message: str) -> None:
+    rules = _spec("EGPSource")["properties"][field]["x-kubernetes-validations"]
+
+    assert any(rule["rule"].endswith(bound) and rule["message"] == message for rule in rules)
+
+
 def test_refresh_interval_must_be_at_least_ten_seconds() -> None:
     rules = _spec("EGPSource")["properties"]["refreshInterval"]["x-kubernetes-validations"]
 
