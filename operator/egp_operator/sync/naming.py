@@ -23,8 +23,9 @@ MANAGED_BY: Final = "egp-operator"
 _SLUG_MAX: Final = 40
 #: 64 bits: finding two model ids with one name takes ~2^32 tries per target, not seconds.
 _HASH_LENGTH: Final = 16
-#: Label values keep the shorter hash they always had: a selector, not an identity.
-_LABEL_HASH_LENGTH: Final = 10
+#: What marks a label value as a hash; a value that starts with it is hashed too, so that no
+#: upstream value can spell another's hashed label.
+_HASHED: Final = "h-"
 #: A label value (at most 63 characters); checked with fullmatch, since `$` also matches
 #: before a trailing newline.
 _LABEL_VALUE: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")
@@ -50,11 +51,12 @@ def object_name(namespace: str, source: str, model_id: str, upstream_name: str |
 
 
 def label_value(value: str | None) -> str:
-    """`value` if it is a valid label value, else a stable hash of it (`h-...`)."""
+    """`value` if it is a valid label value, else a stable 64-bit hash of it (`h-...`), as
+    names carry: `kubectl delete -l` must never take two models for one."""
     text = value or ""
-    return (
-        text if _LABEL_VALUE.fullmatch(text) else f"h-{short_hash(text, length=_LABEL_HASH_LENGTH)}"
-    )
+    if _LABEL_VALUE.fullmatch(text) and not text.startswith(_HASHED):
+        return text
+    return _HASHED + short_hash(text)
 
 
 def model_labels(

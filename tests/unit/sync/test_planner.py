@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -327,3 +328,33 @@ def test_object_names_carry_a_64_bit_hash_of_namespace_source_and_id() -> None:
     [create] = make_plan([upstream()], [], POLICY, T0).creates
 
     assert re.fullmatch(r"llama-3-8b-support-[0-9a-f]{16}", create.name)
+
+
+def test_a_model_id_label_that_is_not_a_valid_value_carries_a_64_bit_hash() -> None:
+    [create] = make_plan([upstream(id="acct/model:7")], [], POLICY, T0).creates
+
+    assert re.fullmatch(r"h-[0-9a-f]{16}", create.labels["egp-operator.io/model-id"])
+
+
+def test_no_upstream_id_can_spell_another_ids_hashed_label() -> None:
+    hashed = make_plan([upstream(id="acct/model:7")], [], POLICY, T0).creates[0]
+    lookalike_id = hashed.labels["egp-operator.io/model-id"]  # a valid label value itself
+
+    [create] = make_plan([upstream(id=lookalike_id)], [], POLICY, T0).creates
+
+    assert create.labels["egp-operator.io/model-id"] != lookalike_id
+
+
+def test_labels_hashed_the_old_way_are_rewritten_by_the_next_cycle() -> None:
+    first = make_plan([upstream(id="acct/model:7")], [], POLICY, T0)
+    [mirrored] = mirror(first)
+    old_label = {**mirrored.labels, "egp-operator.io/model-id": "h-0123456789"}
+    stale = dataclasses.replace(mirrored, labels=old_label)
+
+    [update] = make_plan([upstream(id="acct/model:7")], [stale], POLICY, T0).updates
+
+    assert update.labels is not None
+    assert (
+        update.labels["egp-operator.io/model-id"]
+        == first.creates[0].labels["egp-operator.io/model-id"]
+    )
