@@ -49,6 +49,12 @@ class KubeError(Exception):
     def conflict(self) -> bool:
         return self.status == 409
 
+    @property
+    def quota_exceeded(self) -> bool:
+        """A create refused by the namespace's ResourceQuota (403 Forbidden, "exceeded
+        quota"), which no retry within the cycle can change."""
+        return self.status == 403 and "exceeded quota" in self.message
+
 
 def load_configuration(kubeconfig: str | None = None) -> Configuration:
     """In-cluster config when running in a pod, else the kubeconfig (`KUBECONFIG` or default)."""

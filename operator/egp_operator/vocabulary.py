@@ -53,10 +53,14 @@ class Reason(StrEnum):
     INCOMPLETE_LISTING = "IncompleteListing"
     # The cycle itself.
     WRITE_FAILED = "WriteFailed"
+    QUOTA_EXCEEDED = "QuotaExceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     INTERNAL_ERROR = "InternalError"
     # An EGPModel's Truncated condition.
     STATUS_TOO_LARGE = "StatusTooLarge"
+    # Events on the source about its objects.
+    MISSING_PRUNED = "MissingPruned"
+    UNOWNED_MODELS_IGNORED = "UnownedModelsIgnored"
 
 
 #: Outcomes that no retry will change: a human must fix the credentials, the spec, the
@@ -76,6 +80,7 @@ STALLED_REASONS: Final = frozenset(
         Reason.SECRET_KEY_NOT_FOUND,
         Reason.SECRET_KEY_INVALID,
         Reason.INVALID_SPEC,
+        Reason.QUOTA_EXCEEDED,
     }
 )
 

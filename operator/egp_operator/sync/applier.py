@@ -50,6 +50,10 @@ class ApplyResult:
     events: int = 0
     converged: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Creates refused, or not tried, because the namespace's ResourceQuota is used up.
+    quota_refused: int = 0
+    #: The API server's words for the first refusal (which quota, how much is used).
+    quota_message: str = ""
 
 
 class Applier:
@@ -62,24 +66,30 @@ class Applier:
     ) -> ApplyResult:
         """`uids` maps object names to uids, for Events that `kubectl describe` finds."""
         result = ApplyResult()
-        work: Iterator[Awaitable[None]] = itertools.chain(
-            (self._create(source, create, result) for create in plan.creates),
-            (self._update(source, update, result) for update in plan.updates),
-            (self._delete(source, delete, result) for delete in plan.deletes),
-            (
-                self._event(source, event, self._uid(source, event, uids), now, result)
-                for event in plan.events
-            ),
+        # Deletes first, and all of them before any create: what they free (of a quota, of the
+        # source's object budget) is there for the creates.
+        await self._run(self._delete(source, delete, result) for delete in plan.deletes)
+        await self._run(
+            itertools.chain(
+                (self._create(source, create, result) for create in plan.creates),
+                (self._update(source, update, result) for update in plan.updates),
+                (
+                    self._event(source, event, self._uid(source, event, uids), now, result)
+                    for event in plan.events
+                ),
+            )
         )
+        return result
+
+    async def _run(self, work: Iterator[Awaitable[None]]) -> None:
+        """Each coroutine is made only when a worker takes it from the shared generator: a
+        plan of 10,000 creates never holds 10,000 tasks and request bodies at once."""
 
         async def worker() -> None:
-            # Each coroutine is made only when a worker takes it from the shared generator: a
-            # plan of 10,000 creates never holds 10,000 tasks and request bodies at once.
             for job in work:
                 await job
 
         await asyncio.gather(*(worker() for _ in range(self.kube.concurrency)))
-        return result
 
     @staticmethod
     def _uid(source: SourceIdentity, event: Event, uids: dict[str, str]) -> str | None:
@@ -109,10 +119,17 @@ class Applier:
             },
             "spec": {"sourceRef": {"name": source.name}, "modelID": create.model_id},
         }
+        if result.quota_refused:  # one refusal says it all: no storm of doomed creates
+            result.quota_refused += 1
+            return
         try:
             await self.kube.create(self._path(source), body)
             result.created += 1
         except KubeError as error:
+            if error.quota_exceeded:
+                result.quota_refused += 1
+                result.quota_message = result.quota_message or cut(error.message, 300)
+                return
             if not error.conflict:
                 result.errors.append(f"create {create.name}: {error}")
                 return
@@ -136,7 +153,7 @@ class Applier:
         same = (
             spec.get("modelID") == create.model_id
             and (spec.get("sourceRef") or {}).get("name") == source.name
-            and any(owner.get("uid") == source.uid for owner in owners)
+            and any(owner.get("uid") == source.uid and owner.get("controller") for owner in owners)
         )
         if not same:
             result.errors.append(

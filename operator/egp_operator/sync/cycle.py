@@ -33,6 +33,7 @@ from egp_operator.kube import KubeAPI, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
     GROUP,
     MODEL_PLURAL,
+    SOURCE_KIND,
     SOURCE_PLURAL,
     VERSION,
     EGPSourceSpec,
@@ -116,7 +117,16 @@ def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
         creation_timestamp=str(meta.get("creationTimestamp", "")),
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 1),
+        controller_uid=_controller_uid(meta),
     )
+
+
+def _controller_uid(meta: Mapping[str, Any]) -> str:
+    """The uid of the EGPSource that controls the object, "" when none does."""
+    for owner in meta.get("ownerReferences") or ():
+        if isinstance(owner, dict) and owner.get("controller") and owner.get("kind") == SOURCE_KIND:
+            return str(owner.get("uid") or "")
+    return ""
 
 
 #: Strings up to this long are shared between the objects of the index.
@@ -307,7 +317,14 @@ class SourceSyncer:
                     egp_answers=client.status_counts,
                 )
         now = self.clock()
-        policy = SourcePolicy(source.namespace, source.name, spec.deletion_policy, spec.grace)
+        policy = SourcePolicy(
+            source.namespace,
+            source.name,
+            spec.deletion_policy,
+            spec.grace,
+            uid=source.uid,
+            max_models=self.settings.max_models_per_source,
+        )
         memo = None if dry_run else self._plan_memos.setdefault(source.uid, PlanMemo())
         plan = make_plan(listing.models, mirrored, policy, now, memo=memo)
         message = f"Mirrored {len(listing.models) - len(plan.refused)} models"
@@ -315,6 +332,12 @@ class SourceSyncer:
             message += (
                 f"; {len(plan.refused)} not mirrored: an id longer than"
                 f" {MAX_MODEL_ID_LENGTH} characters"
+            )
+            log.warning("EGPSource %s/%s: %s", source.namespace, source.name, message)
+        if plan.pruned:
+            message += (
+                f"; deleted {plan.pruned} Missing, the longest missing first, to keep within"
+                f" {policy.max_models} EGPModels (EGP_OPERATOR_MAX_MODELS_PER_SOURCE)"
             )
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, message)
         report = CycleReport(
@@ -327,7 +350,16 @@ class SourceSyncer:
             return report
         uids = {m.name: m.uid for m in mirrored}
         report.applied = await self.applier.apply(plan, source, uids, now)
-        if report.applied.errors:
+        if report.applied.quota_refused:
+            report.outcome = CycleOutcome.failed(
+                Reason.QUOTA_EXCEEDED,
+                f"{report.applied.quota_refused} EGPModel(s) not created: the namespace's"
+                f" ResourceQuota is used up ({report.applied.quota_message}); raise the"
+                " quota on count/egpmodels.egp-operator.io or mirror fewer models",
+                account_answered=True,
+                phase_counts=plan.phase_counts,
+            )
+        elif report.applied.errors:
             first = report.applied.errors[0]
             count = len(report.applied.errors)
             report.outcome = CycleOutcome.failed(

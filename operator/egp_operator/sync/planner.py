@@ -19,19 +19,23 @@ from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import MODEL_KIND, PHASES, SOURCE_KIND, DeletionPolicy, Phase
 from egp_operator.sync.model_status import missing_status, observed_status
 from egp_operator.sync.naming import model_labels, object_name
-from egp_operator.vocabulary import READY, parse_timestamp, timestamp
+from egp_operator.vocabulary import READY, Reason, parse_timestamp, timestamp
 
 WARNING_PHASES: Final = frozenset({"Failed", "DeploymentTimeout", "Missing", "Unknown"})
 
 
 @dataclass(frozen=True)
 class SourcePolicy:
-    """What the planner needs to know of the EGPSource."""
+    """What the planner needs to know of the EGPSource. `uid`: the source's; only EGPModels
+    whose controller ownerReference names it are its mirror. `max_models`: the most EGPModels
+    the source keeps, Missing ones included (EGP_OPERATOR_MAX_MODELS_PER_SOURCE)."""
 
     namespace: str
     name: str
     deletion_policy: DeletionPolicy = "Retain"
     missing_grace_period: timedelta = timedelta(hours=1)
+    uid: str = ""
+    max_models: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class MirroredModel:
     uid: str = ""
     #: metadata.generation: 1 for a new object, and it stays 1 (the spec is immutable).
     generation: int = 1
+    #: The uid its controller ownerReference names ("" for none): only a source's own
+    #: objects are written or deleted by its cycles.
+    controller_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,12 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     #: Models not mirrored because upstream sent something no object can hold (an id too long).
     refused: list[str] = field(default_factory=list)
+    #: Missing models deleted, oldest first, to keep the source within its object budget.
+    pruned: int = 0
+    #: EGPModels that name this source but are not owned by it: left alone, and reported.
+    lookalikes: list[str] = field(default_factory=list)
+    #: Events on the source itself, beside the per-model budget; `events` ends with them.
+    source_events: list[Event] = field(default_factory=list)
     #: Mirrored models (after the plan) by (phase, vendor), for the source's status and metrics.
     model_counts: Counter[tuple[Phase, str]] = field(default_factory=Counter)
 
@@ -135,6 +148,8 @@ class PlanMemo:
 
     def __init__(self) -> None:
         self._settled: dict[str, _Settled] = {}
+        #: The look-alikes last reported: an Event is posted when they change, not every cycle.
+        self._lookalikes: frozenset[str] = frozenset()
 
     def __len__(self) -> int:
         return len(self._settled)
@@ -153,7 +168,8 @@ def make_plan(
     for every plan of a source, lets it skip what the last plan found settled."""
     stamp = timestamp(now)
     result = Plan()
-    existing = _one_per_model(mirrored, result)
+    owned = _owned(mirrored, policy, result, memo)
+    existing = _one_per_model(owned, result)
     upstream: dict[str, InferenceModel] = {model.id: model for model in listing}
     last_settled = memo._settled if memo is not None else {}
     settled: dict[str, _Settled] = {}
@@ -197,9 +213,11 @@ def make_plan(
                 fingerprint, current, status["phase"], model.model_vendor or ""
             )
 
-    for model_id, current in existing.items():
-        if model_id in upstream:
-            continue
+    missing = [
+        (model_id, current) for model_id, current in existing.items() if model_id not in upstream
+    ]
+    kept = len(upstream) - len(result.refused)
+    for model_id, current in _within_object_budget(missing, kept, policy, result, stamp):
         status = missing_status(current.status, now=stamp, generation=current.generation)
         if policy.deletion_policy == "Delete" and _grace_over(status, policy, now):
             result.deletes.append(
@@ -215,10 +233,78 @@ def make_plan(
             phase="Missing",
         )
         _update(result, current, labels, status)
-    result.events = _within_budget(result.events, policy)
+    result.events = [*_within_budget(result.events, policy), *result.source_events]
     if memo is not None:
         memo._settled = settled
     return result
+
+
+def _owned(
+    mirrored: Iterable[MirroredModel], policy: SourcePolicy, result: Plan, memo: PlanMemo | None
+) -> list[MirroredModel]:
+    """The source's own EGPModels. One that names the source without its controller
+    ownerReference (made by hand, or by another tool) is never adopted, rewritten or deleted:
+    it is reported, by an Event on the source whenever the set of them changes."""
+    owned: list[MirroredModel] = []
+    for model in mirrored:
+        if model.controller_uid == policy.uid:
+            owned.append(model)
+        else:
+            result.lookalikes.append(model.name)
+    names = frozenset(result.lookalikes)
+    if memo is None or names != memo._lookalikes:
+        if names:
+            shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            result.source_events.append(
+                Event(
+                    policy.name,
+                    "Warning",
+                    Reason.UNOWNED_MODELS_IGNORED,
+                    f"{len(names)} EGPModel(s) name this source but are not owned by it, so"
+                    f" the operator leaves them alone: {shown}",
+                    kind=SOURCE_KIND,
+                )
+            )
+        if memo is not None:
+            memo._lookalikes = names
+    return owned
+
+
+def _within_object_budget(
+    missing: list[tuple[str, MirroredModel]],
+    kept: int,
+    policy: SourcePolicy,
+    result: Plan,
+    stamp: str,
+) -> list[tuple[str, MirroredModel]]:
+    """The Missing models the source may keep beside the `kept` listed ones: within
+    `policy.max_models` EGPModels in all, whatever the deletion policy. Past it, the models
+    missing the longest are deleted first, and an Event on the source says so; an account
+    whose ids change at every listing can no longer fill etcd with Missing objects."""
+    room = max(policy.max_models - kept, 0)
+    if len(missing) <= room:
+        return missing
+    oldest_first = sorted(
+        missing, key=lambda item: (str(item[1].status.get("missingSince") or stamp), item[1].name)
+    )
+    pruned, kept_missing = oldest_first[: len(missing) - room], oldest_first[len(missing) - room :]
+    for model_id, current in pruned:
+        result.deletes.append(
+            Delete(current.name, model_id, "missing, and the source is over its object budget")
+        )
+    result.pruned = len(pruned)
+    result.source_events.append(
+        Event(
+            policy.name,
+            "Warning",
+            Reason.MISSING_PRUNED,
+            f"Deleted {len(pruned)} Missing EGPModel(s), the longest missing first: the source"
+            f" keeps at most {policy.max_models} EGPModels, Missing ones included"
+            " (EGP_OPERATOR_MAX_MODELS_PER_SOURCE)",
+            kind=SOURCE_KIND,
+        )
+    )
+    return kept_missing
 
 
 def _within_budget(events: list[Event], policy: SourcePolicy) -> list[Event]:

@@ -16,9 +16,12 @@ CREATE = Create("model-abc", "m-1", {"egp-operator.io/model-id": "m-1"}, {"phase
 PATH = "/apis/egp-operator.io/v1alpha1/namespaces/team-a/egpmodels/model-abc"
 
 
-def holder(model_id: str, source: str = "prod", uid: str = "uid-source") -> dict[str, Any]:
+def holder(
+    model_id: str, source: str = "prod", uid: str = "uid-source", *, controller: bool = True
+) -> dict[str, Any]:
+    owner = {"kind": "EGPSource", "uid": uid, "controller": controller}
     return {
-        "metadata": {"name": "model-abc", "ownerReferences": [{"uid": uid}]},
+        "metadata": {"name": "model-abc", "ownerReferences": [owner]},
         "spec": {"modelID": model_id, "sourceRef": {"name": source}},
     }
 
@@ -39,7 +42,12 @@ async def test_a_name_already_held_by_this_sources_mirror_of_the_model_converges
 
 
 async def test_a_name_held_by_another_model_is_left_alone_and_reported() -> None:
-    for other in (holder("m-2"), holder("m-1", source="other"), holder("m-1", uid="uid-old")):
+    for other in (
+        holder("m-2"),
+        holder("m-1", source="other"),
+        holder("m-1", uid="uid-old"),
+        holder("m-1", controller=False),  # owned, but not controlled, by the source
+    ):
         kube = FakeKube({PATH: other})
 
         result = await apply_create(kube)
@@ -105,3 +113,37 @@ async def test_an_event_that_cannot_be_posted_does_not_fail_the_cycle() -> None:
     result = await Applier(kube).apply(Plan(events=[event]), SOURCE, {"model-abc": "u"}, NOW)
 
     assert (result.events, result.errors) == (0, [])
+
+
+QUOTA = KubeError(
+    403,
+    "Forbidden",
+    'egpmodels.egp-operator.io "model-2" is forbidden: exceeded quota: models,'
+    " requested: count/egpmodels.egp-operator.io=1, used: count/egpmodels.egp-operator.io=5,"
+    " limited: count/egpmodels.egp-operator.io=5",
+)
+
+
+async def test_past_a_quota_refusal_no_more_creates_are_sent_and_the_refusal_is_counted() -> None:
+    kube = FakeKube()
+    kube.concurrency = 1
+    creates = [Create(f"model-{n}", f"m-{n}", {}, {"phase": "Ready"}) for n in range(10)]
+    kube.create_errors["model-2"] = QUOTA
+
+    result = await Applier(kube).apply(Plan(creates=creates), SOURCE, {}, NOW)
+
+    assert len(kube.paths("POST")) == 3  # model-0, model-1, then the refused model-2
+    assert (result.created, result.quota_refused, result.errors) == (2, 8, [])
+    assert "exceeded quota" in result.quota_message
+
+
+async def test_deletes_are_done_before_any_create_so_creates_can_use_what_they_free() -> None:
+    kube = FakeKube()
+    plan = Plan(
+        creates=[Create("model-new", "m-new", {}, {"phase": "Ready"})],
+        deletes=[Delete("model-abc", "m-1", "missing")],
+    )
+
+    await Applier(kube).apply(plan, SOURCE, {}, NOW)
+
+    assert [verb for verb, _, _ in kube.requests][:2] == ["DELETE", "POST"]

@@ -12,7 +12,7 @@ import pytest
 from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp import InferenceModel
 from egp_operator.sync.naming import PHASE_LABEL
-from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, make_plan
+from egp_operator.sync.planner import MirroredModel, Plan, PlanMemo, SourcePolicy, make_plan
 from egp_testbench.fake_egp import generate_models
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -358,3 +358,86 @@ def test_labels_hashed_the_old_way_are_rewritten_by_the_next_cycle() -> None:
         update.labels["egp-operator.io/model-id"]
         == first.creates[0].labels["egp-operator.io/model-id"]
     )
+
+
+# --- Ownership: only the source's own objects are written or deleted ---------------------
+
+OWNED_POLICY = SourcePolicy("team-a", "prod", uid="uid-prod")
+
+
+def owned_mirror(result: Plan, uid: str = "uid-prod") -> list[MirroredModel]:
+    return [dataclasses.replace(m, controller_uid=uid) for m in mirror(result)]
+
+
+def test_a_look_alike_made_by_hand_is_never_adopted_rewritten_or_deleted() -> None:
+    [hand_made] = owned_mirror(make_plan([upstream()], [], OWNED_POLICY, T0), uid="")
+    hand_made = dataclasses.replace(hand_made, name="by-hand", status={"phase": "Failed"})
+
+    result = make_plan([upstream()], [hand_made], OWNED_POLICY, T0)
+
+    assert [c.model_id for c in result.creates] == ["m-1"]  # its own mirror, beside it
+    assert (result.updates, result.deletes) == ([], [])
+    assert result.lookalikes == ["by-hand"]
+    [event] = [e for e in result.events if e.kind == "EGPSource"]
+    assert (event.type, event.reason) == ("Warning", "UnownedModelsIgnored")
+    assert "by-hand" in event.message
+
+
+def test_an_older_look_alike_does_not_make_the_sources_own_mirror_a_duplicate() -> None:
+    [own] = owned_mirror(make_plan([upstream()], [], OWNED_POLICY, T0))
+    older = dataclasses.replace(
+        own, name="older", creation_timestamp="2000-01-01T00:00:00Z", controller_uid="uid-other"
+    )
+
+    result = make_plan([upstream()], [own, older], OWNED_POLICY, T0)
+
+    assert result.deletes == []
+    assert result.creates == []
+
+
+def test_look_alikes_are_reported_when_they_change_not_at_every_cycle() -> None:
+    memo = PlanMemo()
+    [own] = owned_mirror(make_plan([upstream()], [], OWNED_POLICY, T0))
+    lookalike = dataclasses.replace(own, name="by-hand", controller_uid="")
+
+    first = make_plan([upstream()], [own, lookalike], OWNED_POLICY, T0, memo=memo)
+    second = make_plan([upstream()], [own, lookalike], OWNED_POLICY, T0, memo=memo)
+    gone = make_plan([upstream()], [own], OWNED_POLICY, T0, memo=memo)
+    back = make_plan([upstream()], [own, lookalike], OWNED_POLICY, T0, memo=memo)
+
+    assert [e.reason for e in first.events] == ["UnownedModelsIgnored"]
+    assert second.events == gone.events == []
+    assert [e.reason for e in back.events] == ["UnownedModelsIgnored"]
+
+
+# --- The object budget: Missing ones included -----------------------------------------------
+
+
+def test_past_the_object_budget_the_longest_missing_are_deleted_even_under_retain() -> None:
+    policy = dataclasses.replace(POLICY, max_models=5)
+    mirrored: list[MirroredModel] = []
+    for hour, model_id in enumerate(["m-a", "m-b", "m-c", "m-d"]):
+        mirrored = apply(mirrored, make_plan([upstream(id=model_id)], mirrored, policy, T0))
+        now = T0 + timedelta(hours=hour + 1)  # m-a goes missing first, then m-b, ...
+        mirrored = apply(mirrored, make_plan([], mirrored, policy, now))
+    new = [upstream(id=f"new-{n}") for n in range(3)]
+
+    result = make_plan(new, mirrored, policy, T0 + timedelta(hours=9))
+
+    assert sorted(d.model_id for d in result.deletes) == ["m-a", "m-b"]
+    assert result.pruned == 2
+    [event] = [e for e in result.events if e.reason == "MissingPruned"]
+    assert (event.kind, event.type) == ("EGPSource", "Warning")
+    assert "at most 5 EGPModels" in event.message
+
+
+def test_an_account_whose_ids_change_at_every_listing_never_exceeds_the_budget() -> None:
+    policy = dataclasses.replace(POLICY, max_models=10)
+    mirrored: list[MirroredModel] = []
+    for cycle in range(8):
+        listing = [upstream(id=f"c{cycle}-{n}") for n in range(6)]
+        now = T0 + timedelta(minutes=cycle)
+        mirrored = apply(mirrored, make_plan(listing, mirrored, policy, now))
+
+        assert len(mirrored) <= 10
+        assert {m.model_id for m in mirrored} >= {model.id for model in listing}
