@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from egp_operator.resources.models import (
     VERSION,
     EGPSourceSpec,
 )
+from egp_operator.scheduling import SourceSchedule
 from egp_operator.settings import Settings
 from egp_operator.sync.cycle import (
     CycleReport,
@@ -40,8 +42,6 @@ from egp_operator.vocabulary import SYNCED
 from egp_operator.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
-
-ERROR_BACKOFF_START = 5.0
 
 
 @kopf.on.startup()
@@ -146,41 +146,44 @@ async def sync_source(
 ) -> None:
     """One loop per EGPSource: a cycle at once, then every refreshInterval (with jitter), or
     sooner with a growing backoff after a failure, or at once when its spec or its sync
-    request changes. Stops promptly when the source is deleted or the operator pauses for a
-    peer."""
+    request changes, but never two cycles closer than the spacing of `scheduling.py`. Stops
+    promptly when the source is deleted or the operator pauses for a peer."""
     syncer: SourceSyncer = memo.syncer
     settings: Settings = memo.settings
     collector: FrozenAfterCycles = memo.collector
     woken = memo.wakeups.event((namespace or "", name))
-    failures = 0
+    schedule = SourceSchedule(settings.error_backoff_max_seconds, settings.interval_jitter)
     specs = SpecOfGeneration()
     start_after = first_cycle_delay(_plain(body), random.random())
     if start_after:
         await wakeups.sleep(stopped, woken, start_after)
     while not stopped:
         woken.clear()  # before reading the body: a change from now on wakes the next sleep
+        schedule.cycle_started(time.monotonic())
         source = _plain(body)
         spec = specs.read(source)
         if isinstance(spec, EGPSourceSpec) and spec.suspend:
             await syncer.mark_suspended(source)
-            await wakeups.sleep(stopped, woken, spec.refresh.total_seconds())
-            continue
-        mirrored = list(egpmodels_by_source.get((namespace or "", name), []))
-        try:
-            report = await syncer.run_cycle(source, mirrored, spec=spec)
-        except Exception:  # a bug must not kill the loop for good; it is logged and retried
-            log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
-            report = None
-        if report is not None:
-            _log_cycle(namespace or "", name, report)
-        collector.after_cycle()
-        failures = 0 if report is not None and report.outcome.ok else failures + 1
-        if failures == 0 and isinstance(spec, EGPSourceSpec):
             delay = spec.refresh.total_seconds()
         else:
-            delay = _backoff(max(failures, 1), settings)
-        jitter = settings.interval_jitter
-        await wakeups.sleep(stopped, woken, delay * random.uniform(1 - jitter, 1 + jitter))
+            mirrored = list(egpmodels_by_source.get((namespace or "", name), []))
+            try:
+                report = await syncer.run_cycle(source, mirrored, spec=spec)
+            except Exception:  # a bug must not kill the loop for good; it is logged and retried
+                log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
+                report = None
+            if report is not None:
+                _log_cycle(namespace or "", name, report)
+            collector.after_cycle()
+            delay = schedule.cycle_ended(
+                ok=report is not None and report.outcome.ok,
+                interval=spec.refresh.total_seconds() if isinstance(spec, EGPSourceSpec) else None,
+                draw=random.random(),
+            )
+        await wakeups.sleep(stopped, woken, delay)
+        # A wake-up ends the sleep at once, but no cycle starts sooner than the spacing allows:
+        # wake-ups meanwhile are one and the same, and the count of failures is kept.
+        await wakeups.sleep(stopped, None, schedule.spacing_left(time.monotonic()))
     syncer.forget(str(body.get("metadata", {}).get("uid", "")))
     if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
         metrics.forget_source(namespace or "", name)
@@ -228,11 +231,6 @@ def _log_cycle(namespace: str, name: str, report: CycleReport) -> None:
         outcome.message,
         writes,
     )
-
-
-def _backoff(failures: int, settings: Settings) -> float:
-    delay = ERROR_BACKOFF_START * 2.0 ** (failures - 1)
-    return min(delay, settings.error_backoff_max_seconds)
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -62,9 +62,12 @@ class Wakeups:
         self._seen.pop(key, None)
 
 
-async def sleep(stopped: Stopped, woken: asyncio.Event, seconds: float) -> None:
-    """Sleep `seconds`, or less: until the loop is stopped or woken."""
-    waits = {asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(woken.wait())}
+async def sleep(stopped: Stopped, woken: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep `seconds`, or less: until the loop is stopped or woken (`woken` None: only
+    stopped). True when it was woken."""
+    waits = {asyncio.ensure_future(stopped.wait())}
+    if woken is not None:
+        waits.add(asyncio.ensure_future(woken.wait()))
     try:
         await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -72,3 +75,4 @@ async def sleep(stopped: Stopped, woken: asyncio.Event, seconds: float) -> None:
             waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiting
+    return woken is not None and woken.is_set()
