@@ -33,16 +33,17 @@ from egp_operator.resources.models import (
     SOURCE_KIND,
     VERSION,
 )
+from egp_operator.sync.mirrored import MirroredModel, StoredStatus
 from egp_operator.sync.model_status import observed_status
 from egp_operator.sync.naming import object_name, short_hash
 from egp_operator.sync.planner import (
     Create,
-    MirroredModel,
     Plan,
     SourcePolicy,
     Update,
     make_plan,
 )
+from egp_operator.sync.upstream import keep_for_mirror
 from egp_operator.vocabulary import timestamp
 
 
@@ -65,7 +66,8 @@ def parse(models: Iterable[dict[str, Any]]) -> list[InferenceModel]:
 
 
 def initial_plan(listing: Sequence[InferenceModel], namespace: str, source: str) -> Plan:
-    return make_plan(listing, [], SourcePolicy(namespace, source), datetime.now(UTC))
+    kept = [keep_for_mirror(model) for model in listing]
+    return make_plan(kept, [], SourcePolicy(namespace, source), datetime.now(UTC))
 
 
 def churn_plan(
@@ -74,12 +76,13 @@ def churn_plan(
     namespace: str,
     source: str,
 ) -> Plan:
-    return make_plan(listing, mirrored, SourcePolicy(namespace, source), datetime.now(UTC))
+    kept = [keep_for_mirror(model) for model in listing]
+    return make_plan(kept, mirrored, SourcePolicy(namespace, source), datetime.now(UTC))
 
 
 def mirrored_after(creates: Sequence[Create]) -> list[MirroredModel]:
     """The index as it would be once `creates` are written."""
-    return [MirroredModel(c.name, c.model_id, c.labels, c.status) for c in creates]
+    return [MirroredModel(c.name, c.model_id, c.labels, StoredStatus.of(c.status)) for c in creates]
 
 
 def create_body(create: Create, namespace: str, source: str, source_uid: str) -> dict[str, Any]:
@@ -240,7 +243,11 @@ def naive_refresh(
                 current: Any = custom.get_namespaced_custom_object(
                     GROUP, VERSION, namespace, MODEL_PLURAL, name
                 )
-                status = observed_status(model, now=now, previous=current.get("status") or {})
+                status = observed_status(
+                    keep_for_mirror(model),
+                    now=now,
+                    previous=StoredStatus.of(current.get("status") or {}),
+                )
                 requests["PATCH"] += 1
                 custom.patch_namespaced_custom_object_status(
                     GROUP, VERSION, namespace, MODEL_PLURAL, name, {"status": status}

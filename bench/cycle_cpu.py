@@ -21,18 +21,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.procs import FakeEGPProcess
-from egp_operator.egp import EGPClient, InferenceModel
-from egp_operator.sync.planner import MirroredModel, SourcePolicy, make_plan
+from egp_operator.egp import EGPClient
+from egp_operator.sync.mirrored import MirroredModel, StoredStatus
+from egp_operator.sync.planner import SourcePolicy, make_plan
+from egp_operator.sync.upstream import UpstreamModel, keep_for_mirror
 
 API_KEY = "sk-bench-cycle-cpu"
 ACCOUNT = "acct-cycle-cpu"
 POLICY = SourcePolicy("bench", "src")
 
 
-async def _list(url: str, page_size: int) -> tuple[float, list[InferenceModel]]:
+async def _list(url: str, page_size: int) -> tuple[float, list[UpstreamModel]]:
     cpu = time.process_time()
     async with EGPClient(base_url=url, api_key=API_KEY, account_id=ACCOUNT) as client:
-        listing = await client.list_models(page_size=page_size)
+        listing = await client.walk_models(keep_for_mirror, page_size=page_size)
     return time.process_time() - cpu, list(listing.models)
 
 
@@ -40,7 +42,10 @@ async def measure(url: str, *, cycles: int, page_size: int) -> list[float]:
     _, models = await _list(url, page_size)
     now = datetime.now(UTC)
     first = make_plan(models, [], POLICY, now)
-    mirrored = [MirroredModel(c.name, c.model_id, c.labels, c.status) for c in first.creates]
+    mirrored = [
+        MirroredModel(c.name, c.model_id, c.labels, StoredStatus.of(c.status))
+        for c in first.creates
+    ]
     seconds: list[float] = []
     for _ in range(cycles):
         listing_cpu, models = await _list(url, page_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import statistics
 import time
@@ -34,9 +35,10 @@ from bench.kubeapi import (
 from bench.procs import BenchError, FakeEGPProcess, OperatorProcess, cpu_seconds
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
+from egp_operator.sync.mirrored import MirroredModel, StoredStatus
 from egp_operator.sync.model_status import phase_of
 from egp_operator.sync.naming import object_name
-from egp_operator.sync.planner import MirroredModel, Plan
+from egp_operator.sync.planner import Plan
 from egp_testbench.cluster import LocalControlPlane
 
 API_KEY: Final = "sk-bench-3f9a1c7e"
@@ -447,12 +449,23 @@ def _applied(mirrored: Sequence[MirroredModel], plan: Plan) -> list[MirroredMode
         if update is None:
             result.append(model)
             continue
+        status = model.status
+        if update.recipe is not None:
+            status = StoredStatus.of(update.status or {})
+        elif update.status_changes is not None:
+            changes = update.status_changes
+            status = dataclasses.replace(
+                status,
+                phase=changes["phase"],
+                missing_since=changes["missingSince"],
+                conditions=tuple(changes["conditions"]),
+            )
         result.append(
             MirroredModel(
                 model.name,
                 model.model_id,
                 update.labels if update.labels is not None else model.labels,
-                update.status if update.status is not None else model.status,
+                status,
             )
         )
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import time
 from typing import Any
 
@@ -23,7 +24,8 @@ from bench.procs import one_model_egp
 from egp_operator.kube import KubeError, core_path, custom_path
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_operator.settings import Settings
-from egp_operator.sync.cycle import SourceSyncer, mirrored_from_object, read_spec
+from egp_operator.sync.cycle import SourceSyncer, read_spec
+from egp_operator.sync.mirrored import mirrored_from_object
 
 API_KEY = "sk-bench-source-cycle"
 ACCOUNT = "acct-bench"
@@ -52,10 +54,13 @@ class InMemoryKube:
         self.objects[f"{path}/{name}"] = stored
         return stored
 
-    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> Any:
+    async def json_patch(self, path: str, operations: list[dict[str, Any]] | str) -> Any:
         self.writes += 1
+        steps: list[dict[str, Any]] = (
+            json.loads(operations) if isinstance(operations, str) else operations
+        )
         target = self.objects.get(path.removesuffix("/status"), {})
-        for operation in operations:
+        for operation in steps:
             if operation["path"] == "/status":
                 target["status"] = operation["value"]
         return target

@@ -21,6 +21,12 @@ MAX_JSON_DEPTH: Final = 64
 #: conditions and managedFields always fit beside it.
 MAX_STATUS_BYTES: Final = 256 * 1024
 
+#: The free-form fields of one model (vendor_configuration, model_metadata, unknown fields)
+#: together, as compact ASCII JSON: real Launch records are 1-3 KiB. What a listing keeps of a
+#: model, and what its status can hold beside capped strings, is bounded by it, far below
+#: MAX_STATUS_BYTES: past it the biggest field is left out (`truncatedFields`).
+MAX_FREE_FORM_BYTES: Final = 16 * 1024
+
 #: Free text from upstream (name, status_reason) kept in a status.
 MAX_TEXT_LENGTH: Final = 4096
 

@@ -30,14 +30,8 @@ from egp_operator.resources.models import (
 )
 from egp_operator.scheduling import SourceSchedule
 from egp_operator.settings import Settings
-from egp_operator.sync.cycle import (
-    CycleReport,
-    SourceSyncer,
-    SpecOfGeneration,
-    mirrored_from_object,
-    read_spec,
-)
-from egp_operator.sync.planner import MirroredModel
+from egp_operator.sync.cycle import CycleReport, SourceSyncer, SpecOfGeneration, read_spec
+from egp_operator.sync.mirrored import MirroredModel, mirrored_from_object
 from egp_operator.vocabulary import SYNCED
 from egp_operator.wakeups import Wakeups
 

@@ -77,7 +77,8 @@ class KubeAPI(Protocol):
 
     async def create(self, path: str, body: Any) -> Any: ...
 
-    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> Any: ...
+    async def json_patch(self, path: str, operations: list[dict[str, Any]] | str) -> Any:
+        """`operations` as a list, or already encoded as JSON text (sent as it is)."""
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> Any: ...
 
@@ -133,7 +134,10 @@ class KubeClient:
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
     ) -> Any:
-        content = None if body is None else json.dumps(body, separators=(",", ":"))
+        if body is None or isinstance(body, str):
+            content = body  # nothing, or JSON the caller encoded
+        else:
+            content = json.dumps(body, separators=(",", ":"))
         headers = self._auth_headers()
         if content is not None:
             headers["Content-Type"] = content_type
@@ -158,7 +162,7 @@ class KubeClient:
     async def create(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, body=body)
 
-    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> Any:
+    async def json_patch(self, path: str, operations: list[dict[str, Any]] | str) -> Any:
         return await self.request("PATCH", path, body=operations, content_type=JSON_PATCH)
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> Any:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from egp_operator.egp.client import ReadLimits
+from egp_operator.egp.connections import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_HOST
 from egp_operator.egp.endpoint import EndpointPolicy
+from egp_operator.egp.models import MAX_PAGE_SIZE, MIN_PAGE_SIZE
 
 _READ = ReadLimits()
 
@@ -27,6 +29,13 @@ class Settings(BaseSettings):
     egp_max_retries: int = Field(default=3, ge=0, le=10)
     egp_verify_tls: bool = Field(default=True, description="verify EGP's TLS certificate")
     egp_ca_file: str | None = Field(default=None, description="extra CA bundle for EGP")
+    max_connections_per_host: int = Field(
+        default=MAX_CONNECTIONS_PER_HOST,
+        ge=1,
+        le=MAX_CONNECTIONS,
+        description="connections open at once to one EGP endpoint (scheme, host, port), of the"
+        f" {MAX_CONNECTIONS} every source shares",
+    )
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="comma-separated hosts (`api.egp.scale.com`, `*.example.com`) and networks"
@@ -47,6 +56,24 @@ class Settings(BaseSettings):
         default=_READ.max_models,
         ge=1,
         description="past it a listing is refused and nothing is changed",
+    )
+    listings_memory_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="what all the cycles in flight may hold of their listings and plans"
+        " together; a namespace at most a quarter of it",
+    )
+    egp_max_requests_per_cycle: int = Field(
+        default=_READ.max_requests,
+        ge=1,
+        description="requests to EGP one cycle may send, retries included",
+    )
+    min_page_size: int = Field(
+        default=MIN_PAGE_SIZE,
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description="the fewest models asked for per page; a source's smaller pageSize is"
+        " raised to it",
     )
     egp_request_deadline_seconds: float = Field(
         default=_READ.request_deadline, gt=0, description="for a whole EGP request, body included"
@@ -72,6 +99,20 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @model_validator(mode="after")
+    def _a_whole_listing_fits_the_request_budget(self) -> Settings:
+        """The largest listing a source may have, in the smallest pages it may be served,
+        must fit the requests a cycle may send: else such a source could never sync."""
+        pages = -(-self.max_models_per_source // self.min_page_size)
+        if self.egp_max_requests_per_cycle < pages:
+            raise ValueError(
+                f"EGP_OPERATOR_EGP_MAX_REQUESTS_PER_CYCLE must be at least {pages}: a listing of"
+                f" EGP_OPERATOR_MAX_MODELS_PER_SOURCE ({self.max_models_per_source}) models in"
+                f" pages of EGP_OPERATOR_MIN_PAGE_SIZE ({self.min_page_size}) takes {pages}"
+                " requests"
+            )
+        return self
+
     def endpoint_policy(self) -> EndpointPolicy:
         return EndpointPolicy.from_patterns(self.allowed_hosts)
 
@@ -81,4 +122,5 @@ class Settings(BaseSettings):
             max_listing_bytes=self.max_listing_bytes,
             request_deadline=self.egp_request_deadline_seconds,
             max_models=self.max_models_per_source,
+            max_requests=self.egp_max_requests_per_cycle,
         )

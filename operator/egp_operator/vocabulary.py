@@ -51,9 +51,11 @@ class Reason(StrEnum):
     TOO_MANY_MODELS = "TooManyModels"
     MALFORMED_RESPONSE = "MalformedResponse"
     INCOMPLETE_LISTING = "IncompleteListing"
+    REQUEST_BUDGET_EXCEEDED = "RequestBudgetExceeded"
     # The cycle itself.
     WRITE_FAILED = "WriteFailed"
     QUOTA_EXCEEDED = "QuotaExceeded"
+    MEMORY_BUDGET_EXHAUSTED = "MemoryBudgetExhausted"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     INTERNAL_ERROR = "InternalError"
     # An EGPModel's Truncated condition.

@@ -191,13 +191,16 @@ def operator(
     """One replica of the operator per test module, cluster-wide, as `egp-operator run` runs
     in production (per module, so a module may kill it or run its own). The status heartbeat
     is long so that a steady state is truly write-free in a test; EGP timeouts are short so
-    that a hanging EGP shows within a test's patience."""
+    that a hanging EGP shows within a test's patience; pages may be as small as 10 models, so
+    that a few dozen models make several pages."""
     with running_operator(
         control_plane.kubeconfig,
         tmp_path_factory.mktemp("operator") / "operator.log",
         status_heartbeat_seconds="3600",
         egp_timeout_seconds="3",
         egp_max_retries="2",
+        min_page_size="10",
+        egp_max_requests_per_cycle="2100",  # a whole listing, in pages of 10
     ) as replica:
         yield replica
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from egp_operator.sync.model_status import mask_env_vars
 from egp_operator.sync.naming import object_name
+from egp_operator.sync.upstream import mask_env_vars
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.e2e.harness import (
@@ -211,10 +211,20 @@ def test_a_deleted_secret_is_reported_and_loses_nothing(egp: FakeEGPServer, mirr
 def test_an_object_already_holding_the_name_is_converged_not_duplicated(
     egp: FakeEGPServer, mirror: Mirror
 ) -> None:
-    """A concurrent writer created the object first: the operator's create gets 409."""
+    """A concurrent writer of the source (another replica, a restart mid-cycle) created the
+    object first, owned by the source: the operator's create gets 409 and writes its status."""
     [model] = generate_models(1, seed=26)
     egp.add_models([model])
+    start_source(mirror, egp, suspend=True)
+    source = mirror.source("src")
     name = object_name(mirror.namespace, "src", model["id"], model["name"])
+    owner = {
+        "apiVersion": "egp-operator.io/v1alpha1",
+        "kind": "EGPSource",
+        "name": "src",
+        "uid": source["metadata"]["uid"],
+        "controller": True,
+    }
     mirror.custom.create_namespaced_custom_object(
         "egp-operator.io",
         "v1alpha1",
@@ -223,12 +233,12 @@ def test_an_object_already_holding_the_name_is_converged_not_duplicated(
         {
             "apiVersion": "egp-operator.io/v1alpha1",
             "kind": "EGPModel",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "ownerReferences": [owner]},
             "spec": {"sourceRef": {"name": "src"}, "modelID": model["id"]},
         },
     )
 
-    start_source(mirror, egp)
+    mirror.patch_source_spec("src", suspend=False)
     mirrored = wait_mirrored(mirror, 1)
 
     assert mirrored[model["id"]]["metadata"]["name"] == name

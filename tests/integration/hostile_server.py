@@ -3,12 +3,14 @@
 It speaks raw HTTP on a socket (`asyncio.start_server` on 127.0.0.1, port 0) from a background
 thread with its own event loop, so a behaviour can do what no well-behaved framework would:
 stream half a gigabyte, announce a body it never sends, trickle bytes forever, never end a chunked
-body, redirect to a metadata address, or echo the request's API key back.
+body, flood interim answers, chunk extensions, trailers or header fields, redirect to a metadata
+address, or echo the request's API key back.
 
 A behaviour is any `async (request, reply) -> None`: a coroutine function, or one of the small
-declarative objects below (`Respond`, `Stream`, `TrickleHead`). It is called once per request
-and writes the answer with `reply`. Every request is recorded (method, path, query, headers) so
-a test can assert what the client did and did not send.
+declarative objects below (`Respond`, `Stream`, `TrickleHead`, and for the bytes around a
+body, `InterimFlood`, `Chunked` with its extensions and trailers, `HeaderFlood`). It is called
+once per request and writes the answer with `reply`. Every request is recorded (method, path,
+query, headers) so a test can assert what the client did and did not send.
 
 Nothing runs forever: a behaviour writes one bounded chunk at a time and stops as soon as the
 client hangs up, every connection has a deadline, and leaving the context manager closes every
@@ -172,6 +174,83 @@ class TrickleHead:
         for _ in range(self.total):
             await reply.write(b"a")
             await asyncio.sleep(self.interval)  # the trickle; the deadline ends it
+
+
+#: The smallest complete listing: what a flood is followed by, to show it was not accepted.
+EMPTY_PAGE: Final = b'{"items":[],"has_more":false}'
+
+
+async def _write_repeated(reply: Reply, unit: bytes, count: int) -> None:
+    """`unit` `count` times, in writes of about CHUNK bytes: only one write is held."""
+    per_write = max(1, CHUNK // len(unit))
+    block = unit * per_write
+    left = count
+    while left >= per_write:
+        await reply.write(block)
+        left -= per_write
+    if left:
+        await reply.write(unit * left)
+
+
+@dataclass(frozen=True)
+class InterimFlood:
+    """`count` interim answers (`100 Continue`, though the client never sent
+    `Expect: 100-continue`), then `then`'s answer."""
+
+    count: int = 1_000_000
+    then: Behaviour = Respond(200, EMPTY_PAGE)
+    interim: bytes = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    async def __call__(self, request: RecordedRequest, reply: Reply) -> None:
+        reply.close_connection = True
+        await _write_repeated(reply, self.interim, self.count)
+        await self.then(request, reply)
+
+
+@dataclass(frozen=True)
+class Chunked:
+    """`body` in chunked encoding, `chunk_size` bytes a chunk, each size line carrying a chunk
+    extension of `extension_bytes`; then `trailers` trailer fields of `trailer_bytes` each.
+    Framing may dwarf the body: 1-byte chunks with 4 KiB extensions send 4 KiB a body byte."""
+
+    body: bytes = EMPTY_PAGE
+    chunk_size: int = CHUNK
+    extension_bytes: int = 0
+    trailers: int = 0
+    trailer_bytes: int = 64
+
+    async def __call__(self, request: RecordedRequest, reply: Reply) -> None:
+        reply.close_connection = True
+        await reply.head(200, [*JSON, ("Transfer-Encoding", "chunked")])
+        extension = b";x=" + b"e" * (self.extension_bytes - 3) if self.extension_bytes else b""
+        pending = bytearray()
+        for start in range(0, len(self.body), self.chunk_size):
+            data = self.body[start : start + self.chunk_size]
+            pending += b"%x%s\r\n%s\r\n" % (len(data), extension, data)
+            if len(pending) >= CHUNK:
+                await reply.write(bytes(pending))
+                pending.clear()
+        await reply.write(bytes(pending) + b"0\r\n")
+        trailer = b"X-Trailer: " + b"t" * max(0, self.trailer_bytes - 13) + b"\r\n"
+        await _write_repeated(reply, trailer, self.trailers)
+        await reply.write(b"\r\n")
+
+
+@dataclass(frozen=True)
+class HeaderFlood:
+    """A status line, then `count` header fields of `field_bytes` each, then (if the client is
+    still there) the end of the head and a complete listing."""
+
+    count: int = 1_000_000
+    field_bytes: int = 4096
+
+    async def __call__(self, request: RecordedRequest, reply: Reply) -> None:
+        reply.close_connection = True
+        await reply.write(b"HTTP/1.1 200 OK\r\n")
+        field = b"X-Flood: " + b"f" * max(0, self.field_bytes - 11) + b"\r\n"
+        await _write_repeated(reply, field, self.count)
+        end = b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(EMPTY_PAGE)
+        await reply.write(end + EMPTY_PAGE)
 
 
 NOT_FOUND: Final = Respond(404, b'{"detail":"Not Found"}')

@@ -10,6 +10,7 @@ and takes seconds (strategies: `fuzz_strategies.py`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 
 from egp_operator.bounds import (
     MAX_EVENTS_PER_CYCLE,
+    MAX_FREE_FORM_BYTES,
     MAX_JSON_DEPTH,
     MAX_MESSAGE_LENGTH,
     MAX_MODEL_ID_LENGTH,
@@ -38,7 +40,7 @@ from egp_operator.egp import (
 )
 from egp_operator.egp.client import ModelListing, ReadLimits, RetryPolicy, check_api_key
 from egp_operator.metrics import KNOWN_CODES, KNOWN_VENDORS, code_label, vendor_label
-from egp_operator.sync.model_status import cap_size, missing_status
+from egp_operator.sync.mirrored import MirroredModel, StoredStatus
 from egp_operator.sync.naming import (
     MANAGED_BY_LABEL,
     MODEL_ID_LABEL,
@@ -47,9 +49,10 @@ from egp_operator.sync.naming import (
     TYPE_LABEL,
     VENDOR_LABEL,
 )
-from egp_operator.sync.planner import MirroredModel, Plan, SourcePolicy, make_plan
+from egp_operator.sync.planner import Plan, SourcePolicy, make_plan
 from egp_operator.sync.source_status import CycleOutcome, source_status
-from egp_operator.vocabulary import Reason, timestamp
+from egp_operator.sync.upstream import UpstreamModel, keep_for_mirror
+from egp_operator.vocabulary import Reason
 from tests.unit.fuzz_strategies import (
     API_KEYS,
     Answer,
@@ -101,39 +104,6 @@ FREE_FORM_FIELDS: Final = ("vendorConfiguration", "extraFields", "modelMetadata"
 def size(document: Any) -> int:
     """Bytes of `document` as the Kubernetes client sends it (kube.py) and rendering counts."""
     return len(json.dumps(document, separators=(",", ":")))
-
-
-def _truncation_notice_bytes() -> int:
-    """What `cap_size` adds after its size check: `truncatedFields` and the `Truncated`
-    condition, at their largest (all three fields left out, for both reasons)."""
-    big = "x" * MAX_STATUS_BYTES
-    capped = cap_size(
-        {
-            "phase": "Unknown",
-            "conditions": [],
-            "vendorConfiguration": 0,
-            "extraFields": big,
-            "modelMetadata": big,
-        },
-        now=timestamp(T0),
-        previous=[],
-        too_deep=["vendorConfiguration"],
-    )
-    return size(capped) - size({"phase": "Unknown", "conditions": []})
-
-
-#: `cap_size` checks the size *before* it adds its notice, so an observed status without the
-#: notice is at most MAX_STATUS_BYTES, and with it at most this much more (~300 bytes).
-TRUNCATION_NOTICE_BYTES: Final = _truncation_notice_bytes()
-#: A Missing status is the stored one (capped as above) with `phase`, `missingSince` and its
-#: two fixed conditions in place of the old ones: at most what they weigh on their own more.
-MISSING_BYTES: Final = size(missing_status({}, now=timestamp(T0)))
-
-
-def without_notice(status: dict[str, Any]) -> dict[str, Any]:
-    kept = {key: value for key, value in status.items() if key != "truncatedFields"}
-    kept["conditions"] = [c for c in status["conditions"] if c["type"] != "Truncated"]
-    return kept
 
 
 #: A UTF-16 surrogate that no JSON decoder paired with its other half.
@@ -220,7 +190,7 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
-async def _list(scenario: Scenario) -> ModelListing | EGPError:
+async def _list(scenario: Scenario) -> ModelListing[InferenceModel] | EGPError:
     client = EGPClient(
         api_key=scenario.key,
         base_url="http://127.0.0.1:1",
@@ -312,7 +282,8 @@ def test_a_page_with_nan_or_infinity_never_yields_a_status_kubernetes_cannot_par
     if isinstance(outcome, EGPError):
         assert isinstance(outcome, MalformedResponseError)
         return
-    for create in make_plan(outcome.models, [], SourcePolicy("team-a", "prod"), T0).creates:
+    kept = [keep_for_mirror(model) for model in outcome.models]
+    for create in make_plan(kept, [], SourcePolicy("team-a", "prod"), T0).creates:
         json.dumps(create.status, allow_nan=False)  # ValueError: what the API server refuses
 
 
@@ -348,17 +319,19 @@ PLANNER_CASES: Final = st.builds(
 )
 
 
-def _models(case: PlannerCase) -> list[InferenceModel]:
+def _models(case: PlannerCase) -> list[UpstreamModel]:
     bulk = [{"id": f"bulk-{i}", "status": "deploying"} for i in range(case.bulk)]
-    return [InferenceModel.model_validate(build(r)) for r in [*case.records, *bulk]]
+    return [
+        keep_for_mirror(InferenceModel.model_validate(build(r))) for r in [*case.records, *bulk]
+    ]
 
 
-def _flipped(model: InferenceModel) -> InferenceModel:
+def _flipped(model: UpstreamModel) -> UpstreamModel:
     status = "ready" if model.status == "failed" else "failed"
-    return model.model_copy(update={"status": status, "status_reason": None})
+    return dataclasses.replace(model, status=status, status_reason=None)
 
 
-def _third_listing(models: list[InferenceModel], case: PlannerCase) -> list[InferenceModel]:
+def _third_listing(models: list[UpstreamModel], case: PlannerCase) -> list[UpstreamModel]:
     changed = []
     for index, model in enumerate(models):
         change = case.changes[index % len(case.changes)]
@@ -374,10 +347,10 @@ def _assert_labels(labels: dict[str, str]) -> None:
         assert LABEL_VALUE.fullmatch(value), f"label value {value!r}"
 
 
-def _assert_status(status: dict[str, Any], *, missing: bool = False) -> None:
-    bound = MAX_STATUS_BYTES + (MISSING_BYTES if missing else 0)
-    assert size(without_notice(status)) <= bound
-    assert size(status) <= bound + TRUNCATION_NOTICE_BYTES
+def _assert_status(status: dict[str, Any]) -> None:
+    assert size(status) <= MAX_STATUS_BYTES
+    free_form = {name: status[name] for name in FREE_FORM_FIELDS if name in status}
+    assert size(free_form) <= MAX_FREE_FORM_BYTES
     for condition in status["conditions"]:
         assert len(condition["message"]) <= MAX_MESSAGE_LENGTH, (
             f"{condition['type']} condition message of {len(condition['message'])} characters:"
@@ -391,7 +364,9 @@ def _assert_status(status: dict[str, Any], *, missing: bool = False) -> None:
 def _mirror(result: Plan) -> list[MirroredModel]:
     """What the cluster holds after the plan's creates were applied and read back."""
     return [
-        MirroredModel(c.name, c.model_id, c.labels, stored(c.status), creation_timestamp="t0")
+        MirroredModel(
+            c.name, c.model_id, c.labels, StoredStatus.of(stored(c.status)), creation_timestamp="t0"
+        )
         for c in result.creates
     ]
 
@@ -449,11 +424,14 @@ def test_any_listing_plans_valid_objects_and_bounded_statuses_then_no_writes(
     deleted = {delete.model_id for delete in third.deletes}
     assert deleted <= set(accepted) - listed
     assert not deleted or case.policy.deletion_policy == "Delete"
+    created = {c.name: c.status for c in first.creates}
     for update in third.updates:
         if update.labels is not None:
             _assert_labels(update.labels)
-        if update.status is not None:
-            _assert_status(update.status, missing=update.model_id not in listed)
+        if update.recipe is not None:
+            _assert_status(update.recipe.build())
+        elif update.status_changes is not None:  # merged over what was there
+            _assert_status(created[update.name] | update.status_changes)
 
 
 # --- 3. the source status: any cycle message is capped and written once ---------------------

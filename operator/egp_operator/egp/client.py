@@ -7,8 +7,10 @@ worth retrying with capped exponential backoff and jitter while honouring `Retry
 
 Whatever answers at a `baseURL` may be hostile, so reading is bounded: only allowed addresses
 are called (`endpoint.py`), each response is streamed under a byte cap with a deadline for the
-whole request, JSON may nest only so deep, a page may hold at most the items asked for, and a
-listing at most `max_models`. A body that is not JSON is never quoted. The API key lives in a
+whole request (every byte on the wire counted: its head, chunk framing and trailers within
+`HEAD_ALLOWANCE_BYTES` more), JSON may nest only so deep, a page may hold at most the items
+asked for, and a listing at most `max_models`. A body that is not JSON is never quoted, nor is
+what a transport failure's library says of the server's bytes. The API key lives in a
 `SecretStr` and is scrubbed, in its escaped forms too, out of every message the client builds
 before the message is cut to length.
 """
@@ -29,7 +31,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -53,6 +55,7 @@ from egp_operator.egp.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    RequestBudgetExceededError,
     RequestError,
     ResponseTooLargeError,
     ServerError,
@@ -62,7 +65,16 @@ from egp_operator.egp.errors import (
 )
 from egp_operator.egp.models import MAX_PAGE_SIZE, InferenceModel, InferenceModelList
 from egp_operator.egp.rate_limits import RateLimits
-from egp_operator.egp.transport import GuardedTransport
+from egp_operator.egp.transport import (
+    MAX_INTERIM_ANSWERS,
+    ON_CONNECTION,
+    RESPONSE_BUDGET,
+    ByteBudget,
+    GuardedTransport,
+    OwnWords,
+    PoolWaitTimeout,
+    ResponseOverBudget,
+)
 
 DEFAULT_BASE_URL: Final = "https://api.egp.scale.com"
 MODELS_PATH: Final = "v5/models"
@@ -72,7 +84,19 @@ _MAX_BODY_IN_MESSAGE: Final = 300
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class HeldBytes(Protocol):
+    """A budget the bytes of a body in flight are held against (`sync.memory.CycleHold`):
+    `add` raises when there is no room, and ends the request."""
+
+    def add(self, size: int) -> None: ...
+
+    def give_back(self, size: int) -> None: ...
+
+
 Parsed = TypeVar("Parsed", bound=pydantic.BaseModel)
+Kept = TypeVar("Kept")
 
 
 @dataclass(frozen=True)
@@ -98,13 +122,24 @@ class ReadLimits:
     max_listing_bytes: int = 32 * 1024 * 1024
     request_deadline: float = 60.0
     max_models: int = 20_000
+    #: Requests one client (a cycle) may send, retries included: a listing of `max_models`
+    #: in pages of 100 (the least a source is served) is 200, with room for retries.
+    max_requests: int = 400
+
+
+#: What a response may take on the wire beyond its body's cap (`max_page_bytes`): its head
+#: (interim answers, status line, headers) at most this, and its chunk framing and trailers
+#: within it too. EGP's heads are under 2 KiB, and a 4 MiB body in 8 KiB chunks has 4 KiB of
+#: framing; a server that needs more is sending something else.
+HEAD_ALLOWANCE_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True)
-class ModelListing:
-    """A complete walk of `/v5/models`: every model once, keyed order kept as served."""
+class ModelListing(Generic[Kept]):
+    """A complete walk of `/v5/models`: every model once, in the order served, as what the
+    walk was told to keep of each (`walk_models`), or as parsed (`list_models`)."""
 
-    models: tuple[InferenceModel, ...]
+    models: tuple[Kept, ...]
     pages: int
     requests: int
     total: int | None
@@ -150,13 +185,16 @@ class EGPClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         rate_limits: RateLimits | None = None,
+        memory: HeldBytes | None = None,
     ) -> None:
         """Raises `EndpointRefusedError` for a `base_url` the policy refuses, and ValueError
         for a key that is empty or not visible ASCII (a header could not carry it as is).
         `rate_limits`: shared with the other clients of the process, so that a 429 holds every
         client of this key and account (egp/rate_limits.py). `transport`: connections shared by
         the process (`connections.SharedConnections`), which `aclose` leaves open; without one,
-        the client opens its own. Requests go straight to the transport: no redirect is
+        the client opens its own. `memory`: what the bytes of each body in flight are held
+        against until it is parsed, so that many slow bodies at once are budgeted too.
+        Requests go straight to the transport: no redirect is
         followed and no cookie kept, and an `httpx.AsyncClient` would cost a source's cycle
         more CPU than the request itself (bench/FINDINGS.md section 9)."""
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
@@ -178,6 +216,9 @@ class EGPClient:
         #: Answers by HTTP status code, or `transport_error`: what metrics count.
         self.status_counts: Counter[str] = Counter()
         self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._memory = memory
+        #: Bytes of the body in flight held against `memory`, given back when it is parsed.
+        self._body_held = 0
         self._owns_transport = transport is None
         self._transport = transport or GuardedTransport(policy, tls_context(verify))
 
@@ -200,8 +241,25 @@ class EGPClient:
         page_size: int = 500,
         model_vendor: str | None = None,
         name: str | None = None,
-    ) -> ModelListing:
+    ) -> ModelListing[InferenceModel]:
+        """Walk every page and keep every model as parsed (`walk_models` keeps less)."""
+        return await self.walk_models(
+            _as_parsed, page_size=page_size, model_vendor=model_vendor, name=name
+        )
+
+    async def walk_models(
+        self,
+        keep: Callable[[InferenceModel], Kept],
+        *,
+        page_size: int = 500,
+        model_vendor: str | None = None,
+        name: str | None = None,
+    ) -> ModelListing[Kept]:
         """Walk every page; return the listing only if the walk reached its end.
+
+        Each page is parsed, each of its models handed to `keep`, and the page dropped before
+        the next one is asked for: the walk holds what `keep` returns, not what a page's bytes
+        became once parsed. `keep` may raise to end the walk (its own budget).
 
         A failure on the first page raises its own typed error; a failure after it, or a loop
         guard (an id seen twice, an empty page that claims more, too many pages, fewer models
@@ -217,18 +275,19 @@ class EGPClient:
             params["name"] = name
         max_models = self.limits.max_models
         max_pages = max_models // page_size + 2
-        seen: dict[str, InferenceModel] = {}
+        kept: dict[str, Kept] = {}
         pages = 0
+        total: int | None = None
         requests_before = self.requests_sent
         bytes_before = self.bytes_read
 
         def incomplete(why: str, cause: EGPError | None = None) -> IncompleteListingError:
             return IncompleteListingError(
                 self._message(
-                    f"listing incomplete after {pages} page(s) and {len(seen)} model(s): {why}"
+                    f"listing incomplete after {pages} page(s) and {len(kept)} model(s): {why}"
                 ),
                 pages=pages,
-                models_seen=len(seen),
+                models_seen=len(kept),
                 cause=cause,
             )
 
@@ -247,9 +306,10 @@ class EGPClient:
                     f"EGP's pages add up to more than {self.limits.max_listing_bytes} bytes"
                     " (EGP_OPERATOR_MAX_LISTING_BYTES); nothing was changed"
                 )
-            if page.total is not None and page.total > max_models:
+            total = page.total
+            if total is not None and total > max_models:
                 raise TooManyModelsError(
-                    f"EGP reports {page.total} models, more than the {max_models} a source may"
+                    f"EGP reports {total} models, more than the {max_models} a source may"
                     " mirror (EGP_OPERATOR_MAX_MODELS_PER_SOURCE); nothing was changed"
                 )
             if not page.items:
@@ -257,10 +317,10 @@ class EGPClient:
                     raise incomplete("an empty page claims has_more=true")
                 break
             for model in page.items:
-                if model.id in seen:
+                if model.id in kept:
                     raise incomplete(f"model id {_quoted(model.id)} was listed twice")
-                seen[model.id] = model
-            if len(seen) > max_models:
+                kept[model.id] = keep(model)
+            if len(kept) > max_models:
                 raise TooManyModelsError(
                     f"EGP listed more than the {max_models} models a source may mirror"
                     " (EGP_OPERATOR_MAX_MODELS_PER_SOURCE); nothing was changed"
@@ -268,14 +328,15 @@ class EGPClient:
             if page.has_more is False:
                 break
             params["starting_after"] = page.items[-1].id
-        if page.total is not None and len(seen) < page.total:
-            raise incomplete(f"the server reports {page.total} models but listed {len(seen)}")
-        log.debug("listed %d EGP models in %d page(s)", len(seen), pages)
+            del page, model  # the parsed page goes before the next one is read
+        if total is not None and len(kept) < total:
+            raise incomplete(f"the server reports {total} models but listed {len(kept)}")
+        log.debug("listed %d EGP models in %d page(s)", len(kept), pages)
         return ModelListing(
-            models=tuple(seen.values()),
+            models=tuple(kept.values()),
             pages=pages,
             requests=self.requests_sent - requests_before,
-            total=page.total,
+            total=total,
         )
 
     async def get_model(self, model_id: str) -> InferenceModel:
@@ -325,10 +386,19 @@ class EGPClient:
         """One request. Every error it raises leaves through `_redacted`: its message may
         quote anything the endpoint sent (a detail, a header), so the scrub is done here,
         once, for all of them."""
+        if self.requests_sent >= self.limits.max_requests:
+            raise RequestBudgetExceededError(
+                f"the cycle sent the {self.limits.max_requests} requests to EGP it may send"
+                " (EGP_OPERATOR_EGP_MAX_REQUESTS_PER_CYCLE); nothing was changed"
+            )
         try:
             return await self._request_json(path, params)
         except EGPError as error:
             raise self._redacted(error) from None
+        finally:  # the body is parsed, or dropped: its bytes are no longer held
+            if self._memory is not None and self._body_held:
+                self._memory.give_back(self._body_held)
+            self._body_held = 0
 
     def _redacted(self, error: EGPError) -> EGPError:
         error.message = self._message(error.message)
@@ -336,6 +406,10 @@ class EGPClient:
         return error
 
     async def _request_json(self, path: str, params: Mapping[str, str | int]) -> Any:
+        """One request. Its deadline starts when it has a connection: a wait for the shared
+        pool is bounded apart (the pool timeout), so that a request queued behind other
+        tenants' slow endpoints still gives its own endpoint the whole deadline, and a deadline
+        missed is the endpoint's doing."""
         headers = _HEADERS | {"x-api-key": self._api_key.get_secret_value()}
         if self.account_id:
             headers["x-selected-account-id"] = self.account_id
@@ -344,16 +418,31 @@ class EGPClient:
             await self._sleep(held)  # another client of this key and account was told to wait
         self.requests_sent += 1
         deadline = self.limits.request_deadline
+        pool_wait = self._timeouts.get("pool") or 0.0
+        budget = ByteBudget(
+            head=HEAD_ALLOWANCE_BYTES, total=self.limits.max_page_bytes + HEAD_ALLOWANCE_BYTES
+        )
+        answered = False
         try:
-            async with asyncio.timeout(deadline):
+            async with asyncio.timeout(pool_wait + deadline) as clock:
+                loop = asyncio.get_running_loop()
+
+                def start_the_deadline() -> None:
+                    clock.reschedule(loop.time() + deadline)
+
                 request = httpx.Request(
                     "GET",
                     self.base_url + path,
                     params=params,
                     headers=headers,
-                    extensions={"timeout": self._timeouts},
+                    extensions={
+                        "timeout": self._timeouts,
+                        RESPONSE_BUDGET: budget,
+                        ON_CONNECTION: start_the_deadline,
+                    },
                 )
                 response = await self._transport.handle_async_request(request)
+                answered = True
                 try:
                     self.status_counts[str(response.status_code)] += 1
                     body = await self._read_body(response)
@@ -363,15 +452,19 @@ class EGPClient:
             self.status_counts["transport_error"] += 1
             message = f"EGP did not send a whole response within the {deadline:g}s deadline"
             raise _retryable(TransportError(message)) from None
+        except ResponseOverBudget as error:
+            if not answered:
+                self.status_counts["transport_error"] += 1
+            raise ResponseTooLargeError(_over_budget_message(error)) from None
+        except PoolWaitTimeout as error:
+            self.status_counts["transport_error"] += 1
+            raise _retryable(TransportError(str(error))) from None
         except httpx.TimeoutException as error:
             self.status_counts["transport_error"] += 1
-            message = f"EGP timed out ({type(error).__name__})"
-            raise _retryable(TransportError(message)) from None
+            raise _retryable(TransportError(f"EGP timed out: {_described(error)}")) from None
         except httpx.TransportError as error:
             self.status_counts["transport_error"] += 1
-            raise _retryable(
-                TransportError(f"could not reach EGP: {type(error).__name__}: {error}")
-            ) from None
+            raise _retryable(TransportError(f"could not reach EGP: {_described(error)}")) from None
         if response.is_success:
             return self._decode(response, body)
         raise self._status_error(response, body, path)
@@ -399,6 +492,9 @@ class EGPClient:
                 raise ResponseTooLargeError(
                     f"EGP sent a body of more than {cap} bytes (EGP_OPERATOR_MAX_PAGE_BYTES)"
                 )
+            if self._memory is not None:
+                self._memory.add(len(chunk))
+                self._body_held += len(chunk)
             chunks.append(chunk)
         self.bytes_read += size
         return b"".join(chunks)
@@ -544,6 +640,33 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError("a number out of range is not a finite JSON number")
     return value
+
+
+def _described(error: httpx.TransportError) -> str:
+    """A transport failure as a message may say it: the transport's own words
+    (`transport.OwnWords`), else the class name only, since its text may quote the server."""
+    return str(error) if isinstance(error, OwnWords) else type(error).__name__
+
+
+def _over_budget_message(error: ResponseOverBudget) -> str:
+    if error.interim_answers is not None:
+        return (
+            f"EGP sent more than {MAX_INTERIM_ANSWERS} interim (1xx) answers before its"
+            " response; the operator asks for none"
+        )
+    budget = error.budget
+    if budget is not None and error.in_head:
+        return f"EGP sent a response head of more than {budget.head} bytes"
+    total = budget.total if budget is not None else 0
+    return (
+        f"EGP sent more than {total} bytes for one response: a body of at most"
+        f" {total - HEAD_ALLOWANCE_BYTES} bytes (EGP_OPERATOR_MAX_PAGE_BYTES) and"
+        f" {HEAD_ALLOWANCE_BYTES} for its head, chunk framing and trailers"
+    )
+
+
+def _as_parsed(model: InferenceModel) -> InferenceModel:
+    return model
 
 
 def _retryable(error: EGPError) -> EGPError:

@@ -106,6 +106,12 @@ class TooManyModelsError(EGPError):
     reason = Reason.TOO_MANY_MODELS
 
 
+class RequestBudgetExceededError(EGPError):
+    """A cycle sent as many requests as it may (EGP_OPERATOR_EGP_MAX_REQUESTS_PER_CYCLE)."""
+
+    reason = Reason.REQUEST_BUDGET_EXCEEDED
+
+
 class MalformedResponseError(EGPError):
     """A 2xx whose body is not JSON or not the documented shape."""
 

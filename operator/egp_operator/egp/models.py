@@ -30,6 +30,9 @@ MODEL_STATUSES: Final = ("ready", "deploying", "failed", "deployment_timeout")
 MODEL_AVAILABILITIES: Final = ("unknown", "available", "unavailable")
 
 MAX_PAGE_SIZE: Final = 1000
+#: The fewest models the operator asks for per page, whatever a source says: EGP's own default,
+#: so that 20,000 models cost 200 requests, not 20,000.
+MIN_PAGE_SIZE: Final = 100
 
 
 FreeForm = Annotated[JsonValue, SkipValidation]

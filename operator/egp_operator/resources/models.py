@@ -155,7 +155,8 @@ class EGPSourceSpec(_Resource):
         ge=1,
         le=1000,
         alias="pageSize",
-        description="How many models to ask for per page of GET /v5/models.",
+        description="How many models to ask for per page of GET /v5/models; the operator asks"
+        " for at least its EGP_OPERATOR_MIN_PAGE_SIZE (100 by default).",
     )
     deletion_policy: DeletionPolicy = Field(
         default="Retain",

@@ -136,7 +136,7 @@ class Applier:
             if not await self._holds_same_model(source, create, result):
                 return
             result.converged += 1  # already there (a lagging index): write its status below
-        await self._write_status(source, create.name, create.status, result)
+        await self._write_status(source, create.name, create.recipe.encoded(), result)
 
     async def _holds_same_model(
         self, source: SourceIdentity, create: Create, result: ApplyResult
@@ -171,16 +171,28 @@ class Applier:
         except KubeError as error:
             self._note(error, f"label {update.name}", result)
             return
-        if update.status is not None:
-            await self._write_status(source, update.name, update.status, result)
+        if update.recipe is not None:
+            await self._write_status(source, update.name, update.recipe.encoded(), result)
+        elif update.status_changes is not None:
+            await self._merge_status(source, update.name, update.status_changes, result)
         result.updated += 1
 
     async def _write_status(
-        self, source: SourceIdentity, name: str, status: dict[str, Any], result: ApplyResult
+        self, source: SourceIdentity, name: str, status_json: str, result: ApplyResult
     ) -> None:
-        operations = [{"op": "add", "path": "/status", "value": status}]
+        """Replace the whole status with the plan's (already encoded) one."""
+        operations = f'[{{"op":"add","path":"/status","value":{status_json}}}]'
         try:
             await self.kube.json_patch(f"{self._path(source, name)}/status", operations)
+        except KubeError as error:
+            self._note(error, f"status of {name}", result)
+
+    async def _merge_status(
+        self, source: SourceIdentity, name: str, changes: dict[str, Any], result: ApplyResult
+    ) -> None:
+        """Write only `changes` over the stored status: the rest of it is kept."""
+        try:
+            await self.kube.merge_patch(f"{self._path(source, name)}/status", {"status": changes})
         except KubeError as error:
             self._note(error, f"status of {name}", result)
 

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +24,13 @@ from pydantic import SecretStr
 
 from egp_operator import metrics
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, cut
-from egp_operator.egp import EGPClient, EGPError, IncompleteListingError
+from egp_operator.egp import (
+    EGPClient,
+    EGPError,
+    IncompleteListingError,
+    InferenceModel,
+    ResponseTooLargeError,
+)
 from egp_operator.egp.client import RetryPolicy, check_api_key, tls_context
 from egp_operator.egp.connections import SharedConnections
 from egp_operator.egp.rate_limits import RateLimits
@@ -33,16 +38,18 @@ from egp_operator.kube import KubeAPI, KubeError, core_path, custom_path
 from egp_operator.resources.models import (
     GROUP,
     MODEL_PLURAL,
-    SOURCE_KIND,
     SOURCE_PLURAL,
     VERSION,
     EGPSourceSpec,
 )
 from egp_operator.settings import Settings
 from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
+from egp_operator.sync.memory import CycleHold, ListingMemory, MemoryBudgetExhaustedError
+from egp_operator.sync.mirrored import MirroredModel, mirrored_from_object
 from egp_operator.sync.naming import SOURCE_LABEL, label_value
-from egp_operator.sync.planner import MirroredModel, Plan, PlanMemo, SourcePolicy, make_plan
+from egp_operator.sync.planner import Plan, PlanMemo, SourcePolicy, make_plan
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
+from egp_operator.sync.upstream import RECORD_OVERHEAD, UpstreamModel, keep_for_mirror
 from egp_operator.vocabulary import READY, Reason
 from egp_operator.wakeups import sync_request
 
@@ -106,54 +113,6 @@ class SpecOfGeneration:
         return self._spec
 
 
-def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
-    """An EGPModel as the planner sees it (from the index or a LIST), its strings shared."""
-    meta = obj.get("metadata", {})
-    return MirroredModel(
-        name=meta.get("name", ""),
-        model_id=str(obj.get("spec", {}).get("modelID", "")),
-        labels=shared_strings(dict(meta.get("labels") or {})),
-        status=shared_strings(dict(obj.get("status") or {})),
-        creation_timestamp=str(meta.get("creationTimestamp", "")),
-        uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 1),
-        controller_uid=_controller_uid(meta),
-    )
-
-
-def _controller_uid(meta: Mapping[str, Any]) -> str:
-    """The uid of the EGPSource that controls the object, "" when none does."""
-    for owner in meta.get("ownerReferences") or ():
-        if isinstance(owner, dict) and owner.get("controller") and owner.get("kind") == SOURCE_KIND:
-            return str(owner.get("uid") or "")
-    return ""
-
-
-#: Strings up to this long are shared between the objects of the index.
-_SHARED_STRING_LENGTH = 64
-
-
-def shared_strings(value: Any) -> Any:
-    """`value` with its keys and short strings interned. Each watch event is decoded on its
-    own, so every EGPModel in the index held its own copy of every key, condition type,
-    reason, message and timestamp: 8.5 KB per model, 3.8 KB shared (bench/FINDINGS.md
-    section 9). A document nested too deeply to walk is kept as it is."""
-    try:
-        return _shared(value)
-    except RecursionError:
-        return value
-
-
-def _shared(value: Any) -> Any:
-    if isinstance(value, str):
-        return sys.intern(value) if len(value) <= _SHARED_STRING_LENGTH else value
-    if isinstance(value, dict):
-        return {sys.intern(key): _shared(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shared(item) for item in value]
-    return value
-
-
 async def list_mirrored(kube: KubeAPI, namespace: str, source: str) -> list[MirroredModel]:
     """The source's EGPModels by LIST, for one-off cycles that have no kopf index."""
     path = custom_path(GROUP, VERSION, namespace, MODEL_PLURAL)
@@ -186,9 +145,20 @@ class SourceSyncer:
         self.endpoint_policy = settings.endpoint_policy()
         self.read_limits = settings.read_limits()
         #: One pool of connections to EGP endpoints for every source of the process.
-        self.connections = SharedConnections(self.endpoint_policy)
+        self.connections = SharedConnections(
+            self.endpoint_policy, max_connections_per_host=settings.max_connections_per_host
+        )
         #: Per source (by uid), what its last plan found settled; kept while its loop runs.
         self._plan_memos: dict[str, PlanMemo] = {}
+        #: What one listing may hold: its records (at most its pages' bytes, about) and each
+        #: record's own overhead.
+        self.listing_cap = settings.max_listing_bytes + settings.max_models_per_source * (
+            RECORD_OVERHEAD
+        )
+        #: What every cycle in flight holds of its listing, against one budget.
+        self.listing_memory = ListingMemory(
+            settings.listings_memory_bytes, largest_listing=self.listing_cap
+        )
 
     def forget(self, uid: str) -> None:
         """The loop of the source `uid` has ended (deleted, or the operator paused): drop its
@@ -286,6 +256,7 @@ class SourceSyncer:
             api_key = await self._read_api_key(source.namespace, spec)
         except CredentialsError as error:
             return CycleReport(CycleOutcome.failed(error.reason, error.message))
+        hold = self.listing_memory.hold(source.namespace)
         try:
             client = EGPClient(
                 base_url=spec.base_url,
@@ -299,14 +270,56 @@ class SourceSyncer:
                 transport=self.connections.transport(
                     tls_context(self.settings.egp_ca_file or self.settings.egp_verify_tls)
                 ),
+                memory=hold,
             )
         except EGPError as refused:
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, refused.message)
             return CycleReport(CycleOutcome.failed(refused.reason, refused.message))
+        try:
+            return await self._list_plan_apply(source, spec, client, mirrored, hold, dry_run)
+        except MemoryBudgetExhaustedError as busy:
+            log.warning("EGPSource %s/%s: %s", source.namespace, source.name, busy)
+            return CycleReport(
+                CycleOutcome.failed(Reason.MEMORY_BUDGET_EXHAUSTED, str(busy)),
+                egp_requests=client.requests_sent,
+                egp_answers=client.status_counts,
+            )
+        finally:
+            hold.release()
+
+    async def _list_plan_apply(
+        self,
+        source: SourceIdentity,
+        spec: EGPSourceSpec,
+        client: EGPClient,
+        mirrored: list[MirroredModel],
+        hold: CycleHold,
+        dry_run: bool,
+    ) -> CycleReport:
+        listing_cap = self.listing_cap
+        kept_bytes = 0
+
+        def keep(model: InferenceModel) -> UpstreamModel:
+            """What the listing keeps of a model, held against this listing's cap and the
+            process's budget as each page is read."""
+            nonlocal kept_bytes
+            record = keep_for_mirror(model)
+            kept_bytes += record.kept_bytes
+            if kept_bytes > listing_cap:
+                raise ResponseTooLargeError(
+                    f"the listing's models take more than {listing_cap} bytes to keep"
+                    " (EGP_OPERATOR_MAX_LISTING_BYTES, and 512 bytes a model up to"
+                    " EGP_OPERATOR_MAX_MODELS_PER_SOURCE); nothing was changed"
+                )
+            hold.add(record.kept_bytes)
+            return record
+
         async with client:
             try:
-                listing = await client.list_models(
-                    page_size=spec.page_size, model_vendor=spec.model_vendor
+                listing = await client.walk_models(
+                    keep,
+                    page_size=max(spec.page_size, self.settings.min_page_size),
+                    model_vendor=spec.model_vendor,
                 )
             except EGPError as error:
                 answered = isinstance(error, IncompleteListingError)

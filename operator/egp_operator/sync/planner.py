@@ -7,7 +7,6 @@ transitions deserve an Event. Nothing is written when nothing changed.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,10 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
-from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import MODEL_KIND, PHASES, SOURCE_KIND, DeletionPolicy, Phase
-from egp_operator.sync.model_status import missing_status, observed_status
+from egp_operator.sync.mirrored import EMPTY_STATUS, MirroredModel, status_digest
+from egp_operator.sync.model_status import StatusRecipe, is_missing_as, missing_status, phase_of
 from egp_operator.sync.naming import model_labels, object_name
+from egp_operator.sync.upstream import UpstreamModel
 from egp_operator.vocabulary import READY, Reason, parse_timestamp, timestamp
 
 WARNING_PHASES: Final = frozenset({"Failed", "DeploymentTimeout", "Missing", "Unknown"})
@@ -39,38 +39,36 @@ class SourcePolicy:
 
 
 @dataclass(frozen=True)
-class MirroredModel:
-    """An existing EGPModel as the index holds it."""
-
-    name: str
-    model_id: str
-    labels: Mapping[str, str]
-    status: Mapping[str, Any]
-    creation_timestamp: str = ""
-    uid: str = ""
-    #: metadata.generation: 1 for a new object, and it stays 1 (the spec is immutable).
-    generation: int = 1
-    #: The uid its controller ownerReference names ("" for none): only a source's own
-    #: objects are written or deleted by its cycles.
-    controller_uid: str = ""
-
-
-@dataclass(frozen=True)
 class Create:
+    """A new EGPModel. Its status is built when it is written, from `recipe`: a plan of
+    thousands of creates holds references, not thousands of statuses."""
+
     name: str
     model_id: str
     labels: dict[str, str]
-    status: dict[str, Any]
+    recipe: StatusRecipe
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.recipe.build()
 
 
 @dataclass(frozen=True)
 class Update:
-    """Only what changed: `labels` and/or `status` is None when it is already right."""
+    """Only what changed: `labels` None when they are right; `recipe` a whole status that
+    replaces the stored one, or `status_changes` fields merged over it (a model gone missing
+    keeps what it was), or neither when the status is right."""
 
     name: str
     model_id: str
     labels: dict[str, str] | None
-    status: dict[str, Any] | None
+    recipe: StatusRecipe | None = None
+    status_changes: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> dict[str, Any] | None:
+        """What the write says of the status (the whole of it, or the fields it changes)."""
+        return self.recipe.build() if self.recipe is not None else self.status_changes
 
 
 @dataclass(frozen=True)
@@ -128,18 +126,6 @@ class _Settled:
     vendor: str
 
 
-_RECORD_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-
-
-def record_fingerprint(model: InferenceModel) -> int | None:
-    """Equal for equal upstream records (every field, the unknown ones too); None for one
-    nested too deeply to encode, which is then never taken as settled."""
-    try:
-        return hash(_RECORD_ENCODER.encode([model.__dict__, model.__pydantic_extra__]))
-    except (RecursionError, ValueError, TypeError):
-        return None
-
-
 class PlanMemo:
     """What a source's last plan found settled. A model whose upstream record and EGPModel are
     both as they were then needs no status built and compared again: in a steady cycle at
@@ -156,7 +142,7 @@ class PlanMemo:
 
 
 def make_plan(
-    listing: Iterable[InferenceModel],
+    listing: Iterable[UpstreamModel],
     mirrored: Iterable[MirroredModel],
     policy: SourcePolicy,
     now: datetime,
@@ -170,7 +156,7 @@ def make_plan(
     result = Plan()
     owned = _owned(mirrored, policy, result, memo)
     existing = _one_per_model(owned, result)
-    upstream: dict[str, InferenceModel] = {model.id: model for model in listing}
+    upstream: dict[str, UpstreamModel] = {model.id: model for model in listing}
     last_settled = memo._settled if memo is not None else {}
     settled: dict[str, _Settled] = {}
 
@@ -179,60 +165,50 @@ def make_plan(
             result.refused.append(model_id)
             continue
         current = existing.get(model_id)
-        fingerprint = record_fingerprint(model) if memo is not None and current else None
+        fingerprint = model.fingerprint if memo is not None and current else None
         known = last_settled.get(model_id)
-        if (
-            known is not None
-            and known.mirrored is current
-            and fingerprint is not None
-            and known.record == fingerprint
-        ):
+        if known is not None and known.mirrored is current and known.record == fingerprint:
             result.model_counts[known.phase, known.vendor] += 1
             settled[model_id] = known
             continue
-        status = observed_status(
-            model,
-            now=stamp,
-            previous=current.status if current else {},
-            generation=current.generation if current else 1,
-        )
+        phase = phase_of(model.status)
         labels = model_labels(
             source=policy.name,
             model_id=model_id,
-            vendor=model.model_vendor,
-            model_type=model.model_type,
-            phase=status["phase"],
+            vendor=model.vendor,
+            model_type=model.type,
+            phase=phase,
         )
-        result.model_counts[status["phase"], model.model_vendor or ""] += 1
+        result.model_counts[phase, model.vendor or ""] += 1
         if current is None:
             name = object_name(policy.namespace, policy.name, model_id, model.name)
-            result.creates.append(Create(name, model_id, labels, status))
+            recipe = StatusRecipe(model, EMPTY_STATUS, stamp, generation=1)
+            result.creates.append(Create(name, model_id, labels, recipe))
             continue
-        if not _update(result, current, labels, status) and fingerprint is not None:
-            settled[model_id] = _Settled(
-                fingerprint, current, status["phase"], model.model_vendor or ""
-            )
+        recipe = StatusRecipe(model, current.status, stamp, current.generation)
+        if not _update(result, current, labels, recipe) and fingerprint is not None:
+            settled[model_id] = _Settled(fingerprint, current, phase, model.vendor or "")
 
     missing = [
         (model_id, current) for model_id, current in existing.items() if model_id not in upstream
     ]
     kept = len(upstream) - len(result.refused)
     for model_id, current in _within_object_budget(missing, kept, policy, result, stamp):
-        status = missing_status(current.status, now=stamp, generation=current.generation)
-        if policy.deletion_policy == "Delete" and _grace_over(status, policy, now):
+        changes = missing_status(current.status, now=stamp, generation=current.generation)
+        if policy.deletion_policy == "Delete" and _grace_over(changes, policy, now):
             result.deletes.append(
                 Delete(current.name, model_id, "missing upstream past its grace period")
             )
             continue
-        result.model_counts["Missing", str(status.get("vendor") or "")] += 1
+        result.model_counts["Missing", current.status.vendor or ""] += 1
         labels = model_labels(
             source=policy.name,
             model_id=model_id,
-            vendor=status.get("vendor"),
-            model_type=status.get("type"),
+            vendor=current.status.vendor,
+            model_type=current.status.type,
             phase="Missing",
         )
-        _update(result, current, labels, status)
+        _mark_missing(result, current, labels, changes)
     result.events = [*_within_budget(result.events, policy), *result.source_events]
     if memo is not None:
         memo._settled = settled
@@ -285,7 +261,7 @@ def _within_object_budget(
     if len(missing) <= room:
         return missing
     oldest_first = sorted(
-        missing, key=lambda item: (str(item[1].status.get("missingSince") or stamp), item[1].name)
+        missing, key=lambda item: (item[1].status.missing_since or stamp, item[1].name)
     )
     pruned, kept_missing = oldest_first[: len(missing) - room], oldest_first[len(missing) - room :]
     for model_id, current in pruned:
@@ -329,12 +305,14 @@ def _within_budget(events: list[Event], policy: SourcePolicy) -> list[Event]:
 
 
 def _update(
-    result: Plan, current: MirroredModel, labels: dict[str, str], status: dict[str, Any]
+    result: Plan, current: MirroredModel, labels: dict[str, str], recipe: StatusRecipe
 ) -> bool:
-    """Plan the writes that make `current` say `labels` and `status`; False when none."""
-    labels_changed = any(current.labels.get(key) != value for key, value in labels.items())
-    # Equal as built is the common case and a C-speed check; only then the null-blind one.
-    status_changed = status != current.status and _comparable(status) != _comparable(current.status)
+    """Plan the writes that make `current` say `labels` and the status `recipe` builds; False
+    when none. The status is built here to be compared, and again when it is written."""
+    status = recipe.build()
+    stored = current.status.digest
+    labels_changed = _labels_changed(current, labels)
+    status_changed = stored is None or status_digest(status) != stored
     if not (labels_changed or status_changed):
         return False
     result.updates.append(
@@ -342,13 +320,40 @@ def _update(
             current.name,
             current.model_id,
             labels if labels_changed else None,
-            status if status_changed else None,
+            recipe=recipe if status_changed else None,
         )
     )
-    before, after = current.status.get("phase"), status["phase"]
+    _note_transition(result, current, status)
+    return True
+
+
+def _mark_missing(
+    result: Plan, current: MirroredModel, labels: dict[str, str], changes: dict[str, Any]
+) -> None:
+    """Plan the writes that say `current` is missing, unless it already says so."""
+    labels_changed = _labels_changed(current, labels)
+    status_changed = not is_missing_as(current.status, changes)
+    if not (labels_changed or status_changed):
+        return
+    result.updates.append(
+        Update(
+            current.name,
+            current.model_id,
+            labels if labels_changed else None,
+            status_changes=changes if status_changed else None,
+        )
+    )
+    _note_transition(result, current, changes)
+
+
+def _labels_changed(current: MirroredModel, labels: Mapping[str, str]) -> bool:
+    return any(current.labels.get(key) != value for key, value in labels.items())
+
+
+def _note_transition(result: Plan, current: MirroredModel, status: Mapping[str, Any]) -> None:
+    before, after = current.status.phase, status["phase"]
     if before != after:
         result.events.append(_transition_event(current.name, before, after, status))
-    return True
 
 
 def _transition_event(
@@ -378,16 +383,3 @@ def _one_per_model(mirrored: Iterable[MirroredModel], result: Plan) -> dict[str,
 def _grace_over(status: Mapping[str, Any], policy: SourcePolicy, now: datetime) -> bool:
     since = parse_timestamp(status["missingSince"])
     return now - since >= policy.missing_grace_period
-
-
-def _comparable(status: Mapping[str, Any]) -> Any:
-    """Status as stored, for comparison: the server drops nulls and keeps the rest verbatim."""
-    return _without_nulls(dict(status))
-
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value

@@ -5,7 +5,8 @@ client ends with a typed error and its `reason`, never repeats the API key or wh
 served, and stays bounded in memory and time. Memory is the peak traced by `tracemalloc` in this
 process (the server's thread included, so it is an upper bound on the client's), time is wall
 time; both are printed per case (`HOSTILE <case>: ...`) and as a table at the end of the module,
-for `pytest -s` to collect.
+for `pytest -s` to collect. CPU is the client's own: the time its thread (the event loop's)
+spent, which the server's thread does not add to.
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ from egp_operator.egp import (
     TooManyModelsError,
     TransportError,
 )
-from egp_operator.egp.client import ReadLimits, RetryPolicy
+from egp_operator.egp.client import HEAD_ALLOWANCE_BYTES, ReadLimits, RetryPolicy
 from egp_operator.egp.endpoint import EndpointPolicy
 from egp_operator.egp.rate_limits import RateLimits
+from egp_operator.egp.transport import MAX_INTERIM_ANSWERS
 from tests.integration.conftest import ACCOUNT, RecordedSleep, client_maker
 from tests.integration.hostile_server import (
+    EMPTY_PAGE,
+    Chunked,
+    HeaderFlood,
     HostileServer,
+    InterimFlood,
     RecordedRequest,
     Reply,
     Respond,
@@ -66,6 +72,9 @@ WALL_BOUND: Final = 30.0
 #: How long a case may run before it counts as a hang rather than a slow answer.
 HANG_LIMIT: Final = 45.0
 DEADLINE_MESSAGE: Final = f"did not send a whole response within the {DEADLINE:g}s deadline"
+#: Said by a body over its cap and by a response over its byte budget (the cap and the head's
+#: allowance), whichever the client meets first: the connection reads ahead of the body.
+PAGE_CAP_NAMED: Final = "bytes (EGP_OPERATOR_MAX_PAGE_BYTES)"
 
 
 def key_forms(key: str) -> set[str]:
@@ -85,6 +94,7 @@ class Figure:
     outcome: str
     peak_mib: float
     wall: float
+    cpu: float
 
 
 FIGURES: list[Figure] = []
@@ -98,11 +108,11 @@ def figures_table() -> Iterator[None]:
         return
     width = max(len(figure.case) for figure in FIGURES)
     print(f"\nHOSTILE figures ({len(FIGURES)} cases; peak = tracemalloc peak, both threads)")
-    print(f"{'case':<{width}}  {'outcome':<24}  {'peak MiB':>8}  {'wall s':>6}")
+    print(f"{'case':<{width}}  {'outcome':<24}  {'peak MiB':>8}  {'wall s':>6}  {'CPU s':>6}")
     for figure in FIGURES:
         print(
             f"{figure.case:<{width}}  {figure.outcome:<24}  "
-            f"{figure.peak_mib:>8.1f}  {figure.wall:>6.2f}"
+            f"{figure.peak_mib:>8.1f}  {figure.wall:>6.2f}  {figure.cpu:>6.2f}"
         )
 
 
@@ -114,6 +124,7 @@ async def provoke(case: str, call: Coroutine[Any, Any, object]) -> EGPError:
         tracemalloc.start()
     tracemalloc.reset_peak()
     started = time.monotonic()
+    cpu_started = time.thread_time()
     outcome: BaseException | None = None
     returned: object = None
     try:
@@ -123,12 +134,13 @@ async def provoke(case: str, call: Coroutine[Any, Any, object]) -> EGPError:
         outcome = error
     finally:
         wall = time.monotonic() - started
+        cpu = time.thread_time() - cpu_started
         peak_mib = tracemalloc.get_traced_memory()[1] / MIB
         if not already_tracing:
             tracemalloc.stop()
     name = type(outcome).__name__ if outcome is not None else "returned"
-    FIGURES.append(Figure(case, name, peak_mib, wall))
-    print(f"HOSTILE {case}: peak={peak_mib:.1f} MiB wall={wall:.2f} s ({name})")
+    FIGURES.append(Figure(case, name, peak_mib, wall, cpu))
+    print(f"HOSTILE {case}: peak={peak_mib:.1f} MiB wall={wall:.2f} s cpu={cpu:.2f} s ({name})")
     assert outcome is not None, f"{case}: the client accepted the answer: {returned!r:.200}"
     assert not isinstance(outcome, TimeoutError), f"{case}: still running after {HANG_LIMIT}s"
     assert isinstance(outcome, EGPError), f"{case}: not a typed EGP error: {outcome!r:.500}"
@@ -215,7 +227,7 @@ async def test_a_500_mib_body_is_refused_at_the_page_cap_without_being_held(
 
     assert isinstance(error, ResponseTooLargeError)
     assert error.reason == "ResponseTooLarge"
-    assert f"more than {PAGE_CAP} bytes" in error.message
+    assert PAGE_CAP_NAMED in error.message
     assert await hung_up(hostile)
     assert served("500 MiB body, no length", hostile) < 100 * MIB, "it read past the cap"
     assert len(hostile.requests) == 1, "a body too large to read is not asked for again"
@@ -247,7 +259,7 @@ async def test_a_chunked_body_that_never_ends_is_refused_at_the_page_cap(
 
     assert isinstance(error, ResponseTooLargeError)
     assert error.reason == "ResponseTooLarge"
-    assert f"more than {PAGE_CAP} bytes" in error.message
+    assert PAGE_CAP_NAMED in error.message
     assert await hung_up(hostile)
     assert served("chunked, never ends", hostile) < 100 * MIB
     assert_discreet(error, caplog)
@@ -333,6 +345,118 @@ async def test_a_trickle_is_retried_once_and_each_attempt_ends_at_the_deadline(
     assert DEADLINE_MESSAGE in error.message
     assert len(hostile.requests) == 2
     assert len(sleeps.delays) == 1
+    assert_discreet(error, caplog)
+
+
+# --- Bytes that are not the body -----------------------------------------------------------
+
+
+def padded_page(size: int) -> bytes:
+    """A complete, empty listing of exactly `size` bytes (JSON whitespace inside)."""
+    return EMPTY_PAGE[:-1] + b" " * (size - len(EMPTY_PAGE)) + b"}"
+
+
+def ended_by_the_budget(case: str) -> None:
+    """The case just provoked ended before the request deadline, its CPU too: the budget ended
+    it, not the clock."""
+    figure = FIGURES[-1]
+    assert figure.case == case
+    assert figure.wall < DEADLINE, f"{case}: {figure.wall:.2f} s, the deadline is {DEADLINE}s"
+    assert figure.cpu < DEADLINE, f"{case}: {figure.cpu:.2f} s of CPU"
+
+
+async def test_a_flood_of_interim_answers_is_refused_after_a_handful(
+    hostile: HostileServer, connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A million `100 Continue` (24 MiB), then a listing: once taken as the listing, after 16 s
+    # of CPU.
+    hostile.behaviour = InterimFlood(count=1_000_000)
+    case = "1,000,000 x 100 Continue, then 200"
+
+    error = await provoke(case, connect(retries=1).list_models())
+
+    assert isinstance(error, ResponseTooLargeError)
+    assert error.reason == "ResponseTooLarge"
+    assert f"more than {MAX_INTERIM_ANSWERS} interim (1xx) answers" in error.message
+    ended_by_the_budget(case)
+    assert len(hostile.requests) == 1, "a refused answer is not asked for again"
+    assert await hung_up(hostile)
+    served(case, hostile)
+    assert_discreet(error, caplog)
+
+
+async def test_a_handful_of_interim_answers_is_read_past(
+    hostile: HostileServer, connect: Connect
+) -> None:
+    # As many interim answers as the client reads, of two kinds a server may send unasked.
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    hostile.behaviour = InterimFlood(count=MAX_INTERIM_ANSWERS // 2, interim=interim)
+
+    listing = await connect().list_models()
+
+    assert listing.models == ()
+
+
+@pytest.mark.parametrize(
+    ("case", "behaviour"),
+    [
+        pytest.param(
+            # 8 MiB on the wire for a 2 KiB page: once taken as the listing.
+            "2 KiB page in 1-byte chunks, 4 KiB extensions",
+            Chunked(body=padded_page(2048), chunk_size=1, extension_bytes=4096),
+            id="chunk-extensions",
+        ),
+        pytest.param(
+            "endless 1-byte chunks, 4 KiB extensions",
+            Chunked(body=b" " * 1_000_000, chunk_size=1, extension_bytes=4096),
+            id="endless-chunk-extensions",
+        ),
+        pytest.param(
+            # Under aiohttp's 128 fields: once taken as the listing.
+            "1 MiB page, then 100 trailers of 4 KiB",
+            Chunked(body=padded_page(PAGE_CAP - 4096), trailers=100, trailer_bytes=4096),
+            id="trailers",
+        ),
+        pytest.param(
+            "1 MiB page, then endless trailers of 4 KiB",
+            Chunked(body=padded_page(PAGE_CAP - 4096), trailers=10**6, trailer_bytes=4096),
+            id="endless-trailers",
+        ),
+        pytest.param(
+            # Under aiohttp's 128 fields: once taken as the listing.
+            "100 header fields of 4 KiB, then 200",
+            HeaderFlood(count=100, field_bytes=4096),
+            id="header-flood",
+        ),
+        pytest.param(
+            "endless header fields of 4 KiB",
+            HeaderFlood(count=10**6, field_bytes=4096),
+            id="endless-header-flood",
+        ),
+    ],
+)
+async def test_framing_trailers_and_headers_count_toward_the_response_budget(
+    hostile: HostileServer,
+    connect: Connect,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    behaviour: Chunked | HeaderFlood,
+) -> None:
+    hostile.behaviour = behaviour
+
+    error = await provoke(case, connect(retries=1).list_models())
+
+    assert isinstance(error, ResponseTooLargeError)
+    assert error.reason == "ResponseTooLarge"
+    if isinstance(behaviour, HeaderFlood):
+        assert f"a response head of more than {HEAD_ALLOWANCE_BYTES} bytes" in error.message
+    else:
+        assert f"more than {PAGE_CAP + HEAD_ALLOWANCE_BYTES} bytes for one" in error.message
+        assert PAGE_CAP_NAMED in error.message
+    ended_by_the_budget(case)
+    assert len(hostile.requests) == 1, "a refused answer is not asked for again"
+    assert await hung_up(hostile)
+    assert served(case, hostile) < 100 * MIB
     assert_discreet(error, caplog)
 
 
@@ -508,6 +632,56 @@ async def test_a_key_echoed_in_a_response_header_is_redacted(
 
     assert isinstance(error, MalformedResponseError)
     assert_discreet(error, caplog)
+
+
+#: Pieces of the key without characters that escaping doubles: a cut key still shows them.
+KEY_PIECES: Final = ("sk-hostile", "5f3c9a1e7d2b")
+#: aiohttp quotes the first 100 bytes of a header line over its limit.
+AIOHTTP_QUOTE_CUT: Final = 100
+
+
+def malformed_head(shape: str, key: str) -> bytes:
+    """An answer that is not valid HTTP, carrying `key` and INTERNAL_TEXT where aiohttp's
+    error would quote them."""
+    status, end = "HTTP/1.1 200 OK\r\n", "Content-Length: 2\r\n\r\n{}"
+    if shape == "status-line":
+        return f"HTTP/1.1 2x0 {key} {INTERNAL_TEXT}\r\n\r\n".encode()
+    if shape == "header-without-colon":
+        return f"{status}X-Bad {key} {INTERNAL_TEXT}\r\n{end}".encode()
+    if shape == "header-line-too-long":  # the key across the cut, the internal text past it
+        lead = "x" * (AIOHTTP_QUOTE_CUT - len(key) // 2)
+        return f"{status}X-Long: {lead}{key} {INTERNAL_TEXT} {'a' * 9000}\r\n{end}".encode()
+    # "chunk-size-line"
+    return f"{status}Transfer-Encoding: chunked\r\n\r\nzz{key} {INTERNAL_TEXT}\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    "shape", ["status-line", "header-without-colon", "header-line-too-long", "chunk-size-line"]
+)
+async def test_an_answer_that_is_not_http_is_described_in_our_words_only(
+    hostile: HostileServer, connect: Connect, caplog: pytest.LogCaptureFixture, shape: str
+) -> None:
+    async def behaviour(request: RecordedRequest, reply: Reply) -> None:
+        reply.close_connection = True
+        await reply.write(malformed_head(shape, request.headers.get("x-api-key", "")))
+
+    hostile.behaviour = behaviour
+
+    # One retry, so the retry's log line is checked too.
+    error = await provoke(f"not HTTP: {shape}", connect(retries=1).list_models())
+
+    assert isinstance(error, TransportError)
+    assert hostile.requests[0].headers["x-api-key"] == API_KEY, "the echo is of the real key"
+    assert any("retry 1/1" in record.getMessage() for record in caplog.records)
+    assert_discreet(error, caplog)
+    shown = "\n".join([str(error), repr(error), caplog.text])
+    for piece in KEY_PIECES:
+        assert piece not in shown, f"a piece of the key, {piece!r}, is shown: {shown!r:.600}"
+    assert error.message in (
+        f"could not reach EGP: 127.0.0.1:{hostile.port} sent an answer that is not valid HTTP",
+        f"could not reach EGP: 127.0.0.1:{hostile.port} sent a body that ended early or was"
+        " not validly framed",
+    )
 
 
 # --- Where the client may go ---------------------------------------------------------------

@@ -16,7 +16,7 @@ from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH, MAX_S
 from egp_operator.kube import core_path
 from egp_operator.settings import Settings
 from egp_operator.sync.cycle import SourceSyncer
-from egp_operator.sync.planner import MirroredModel
+from egp_operator.sync.mirrored import MirroredModel, StoredStatus
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from tests.unit.sync.fake_kube import FakeKube
 
@@ -89,7 +89,12 @@ async def test_five_thousand_models_changing_phase_make_a_bounded_number_of_even
     syncer = SourceSyncer(cluster, Settings())  # type: ignore[arg-type]
     first = await syncer.run_cycle(source(egp), [])
     assert first.plan is not None
-    mirrored = [MirroredModel(c.name, c.model_id, c.labels, c.status) for c in first.plan.creates]
+    mirrored = [
+        MirroredModel(
+            c.name, c.model_id, c.labels, StoredStatus.of(c.status), controller_uid="uid-h"
+        )
+        for c in first.plan.creates
+    ]
     flipped = {"ready": "failed", "failed": "ready", "deploying": "ready"}
     for status, to in flipped.items():
         egp.update_models({"status": to}, ids=[m["id"] for m in models if m["status"] == status])

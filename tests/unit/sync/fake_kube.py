@@ -4,6 +4,7 @@ requests a test tells it to, and records every request it was asked, in order.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from egp_operator.kube import KubeError
@@ -38,8 +39,10 @@ class FakeKube:
             raise self.create_errors[name]
         return body
 
-    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> Any:
-        self._answer("PATCH", path, operations)
+    async def json_patch(self, path: str, operations: list[dict[str, Any]] | str) -> Any:
+        self._answer(
+            "PATCH", path, json.loads(operations) if isinstance(operations, str) else operations
+        )
         return {}
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> Any:

@@ -5,14 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from egp_operator.egp import InferenceModel
 from egp_operator.kube import KubeError
 from egp_operator.sync.applier import Applier, SourceIdentity
+from egp_operator.sync.mirrored import EMPTY_STATUS
+from egp_operator.sync.model_status import StatusRecipe
 from egp_operator.sync.planner import Create, Delete, Event, Plan, Update
+from egp_operator.sync.upstream import keep_for_mirror
 from tests.unit.sync.fake_kube import FakeKube
 
 SOURCE = SourceIdentity("team-a", "prod", "uid-source")
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
-CREATE = Create("model-abc", "m-1", {"egp-operator.io/model-id": "m-1"}, {"phase": "Ready"})
+
+
+def recipe(status: str = "ready", model_id: str = "m-1") -> StatusRecipe:
+    listed = InferenceModel.model_validate({"id": model_id, "status": status})
+    return StatusRecipe(keep_for_mirror(listed), EMPTY_STATUS, "2026-11-29T00:00:00Z")
+
+
+CREATE = Create("model-abc", "m-1", {"egp-operator.io/model-id": "m-1"}, recipe())
 PATH = "/apis/egp-operator.io/v1alpha1/namespaces/team-a/egpmodels/model-abc"
 
 
@@ -75,7 +86,7 @@ async def test_a_create_writes_the_object_owned_by_its_source_then_its_status() 
 async def test_an_object_deleted_under_an_update_converges_next_cycle_not_an_error() -> None:
     kube = FakeKube()
     kube.errors["PATCH", f"{PATH}/status"] = KubeError(404, "NotFound", "gone")
-    update = Update("model-abc", "m-1", labels=None, status={"phase": "Failed"})
+    update = Update("model-abc", "m-1", labels=None, recipe=recipe("failed"))
 
     result = await Applier(kube).apply(Plan(updates=[update]), SOURCE, {}, NOW)
 
@@ -86,7 +97,7 @@ async def test_an_object_deleted_under_an_update_converges_next_cycle_not_an_err
 async def test_a_failed_label_write_is_reported_and_the_status_left_for_the_next_cycle() -> None:
     kube = FakeKube()
     kube.errors["PATCH", PATH] = KubeError(500, "InternalError", "etcd timeout")
-    update = Update("model-abc", "m-1", labels={"a": "b"}, status={"phase": "Failed"})
+    update = Update("model-abc", "m-1", labels={"a": "b"}, recipe=recipe("failed"))
 
     result = await Applier(kube).apply(Plan(updates=[update]), SOURCE, {}, NOW)
 
@@ -127,7 +138,7 @@ QUOTA = KubeError(
 async def test_past_a_quota_refusal_no_more_creates_are_sent_and_the_refusal_is_counted() -> None:
     kube = FakeKube()
     kube.concurrency = 1
-    creates = [Create(f"model-{n}", f"m-{n}", {}, {"phase": "Ready"}) for n in range(10)]
+    creates = [Create(f"model-{n}", f"m-{n}", {}, recipe(model_id=f"m-{n}")) for n in range(10)]
     kube.create_errors["model-2"] = QUOTA
 
     result = await Applier(kube).apply(Plan(creates=creates), SOURCE, {}, NOW)
@@ -140,10 +151,20 @@ async def test_past_a_quota_refusal_no_more_creates_are_sent_and_the_refusal_is_
 async def test_deletes_are_done_before_any_create_so_creates_can_use_what_they_free() -> None:
     kube = FakeKube()
     plan = Plan(
-        creates=[Create("model-new", "m-new", {}, {"phase": "Ready"})],
+        creates=[Create("model-new", "m-new", {}, recipe(model_id="m-new"))],
         deletes=[Delete("model-abc", "m-1", "missing")],
     )
 
     await Applier(kube).apply(plan, SOURCE, {}, NOW)
 
     assert [verb for verb, _, _ in kube.requests][:2] == ["DELETE", "POST"]
+
+
+async def test_a_missing_model_gets_only_its_changes_merged_over_its_status() -> None:
+    kube = FakeKube()
+    changes = {"phase": "Missing", "missingSince": "2026-11-29T00:00:00Z", "conditions": []}
+    update = Update("model-abc", "m-1", labels=None, status_changes=changes)
+
+    await Applier(kube).apply(Plan(updates=[update]), SOURCE, {}, NOW)
+
+    assert kube.requests == [("PATCH", f"{PATH}/status", {"status": changes})]

@@ -131,11 +131,11 @@ async def test_a_bug_in_a_cycle_becomes_a_status_a_metric_and_a_traceback(
     def broken_planner(*_: Any, **__: Any) -> None:
         raise RecursionError("maximum recursion depth exceeded")
 
-    async def listing(self: EGPClient, **_: Any) -> Any:
+    async def listing(self: EGPClient, *_: Any, **__: Any) -> Any:
         return type("Listing", (), {"models": (), "requests": 1})()
 
     monkeypatch.setattr(cycle, "make_plan", broken_planner)
-    monkeypatch.setattr(EGPClient, "list_models", listing)
+    monkeypatch.setattr(EGPClient, "walk_models", listing)
     kube = FakeKube({SECRET_PATH: secret(KEY)})
     errors = metrics.SYNC_ERRORS.labels(NAMESPACE, SOURCE, "InternalError")
     before = errors._value.get()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from egp_operator.bounds import (
+    MAX_FREE_FORM_BYTES,
     MAX_JSON_DEPTH,
     MAX_MESSAGE_LENGTH,
     MAX_STATUS_BYTES,
@@ -16,13 +17,16 @@ from egp_operator.bounds import (
     MAX_WORD_LENGTH,
 )
 from egp_operator.egp import InferenceModel
+from egp_operator.sync.mirrored import StoredStatus
 from egp_operator.sync.model_status import missing_status, observed_status
+from egp_operator.sync.upstream import UpstreamModel, keep_for_mirror
 
 NOW = "2026-11-29T12:00:00Z"
 
 
-def model(**fields: Any) -> InferenceModel:
-    return InferenceModel.model_validate({"id": "m-1", "status": "ready"} | fields)
+def model(**fields: Any) -> UpstreamModel:
+    """A listed model as a cycle keeps it (upstream.py bounds it there)."""
+    return keep_for_mirror(InferenceModel.model_validate({"id": "m-1", "status": "ready"} | fields))
 
 
 def nested(depth: int) -> Any:
@@ -52,7 +56,7 @@ def test_every_upstream_string_is_capped() -> None:
             created_by_identity_type=huge,
         ),
         now=NOW,
-        previous={},
+        previous=StoredStatus(),
     )
 
     assert len(status["name"]) == len(status["statusReason"]) == MAX_TEXT_LENGTH
@@ -66,7 +70,7 @@ def test_a_free_form_field_nested_too_deeply_is_left_out_and_said_so() -> None:
     status = observed_status(
         model(vendor_configuration=nested(900), model_metadata={"team": "a"}),
         now=NOW,
-        previous={},
+        previous=StoredStatus(),
     )
 
     assert "vendorConfiguration" not in status
@@ -78,7 +82,7 @@ def test_a_free_form_field_nested_too_deeply_is_left_out_and_said_so() -> None:
 
 def test_a_free_form_field_at_the_depth_limit_is_kept() -> None:
     status = observed_status(
-        model(vendor_configuration=nested(MAX_JSON_DEPTH)), now=NOW, previous={}
+        model(vendor_configuration=nested(MAX_JSON_DEPTH)), now=NOW, previous=StoredStatus()
     )
 
     assert "truncatedFields" not in status
@@ -88,10 +92,34 @@ def test_a_free_form_field_at_the_depth_limit_is_kept() -> None:
 def test_thousands_of_unknown_fields_are_left_out_when_the_status_would_not_fit() -> None:
     extras = {f"field_{n}": "v" * 200 for n in range(5_000)}
 
-    status = observed_status(model(**extras), now=NOW, previous={})
+    status = observed_status(
+        model(model_metadata={"team": "a"}, **extras), now=NOW, previous=StoredStatus()
+    )
 
-    assert "extraFields" in status["truncatedFields"]
-    assert size(status) <= MAX_STATUS_BYTES
+    assert status["truncatedFields"] == ["extraFields"]
+    assert status["modelMetadata"] == {"team": "a"}
+    truncated = next(c for c in status["conditions"] if c["type"] == "Truncated")
+    assert "the free-form fields together exceed 16 KiB" in truncated["message"]
+
+
+def test_free_form_fields_are_kept_within_their_bound_biggest_role_first() -> None:
+    big = {"blob": "x" * (MAX_FREE_FORM_BYTES // 2 + 1)}
+
+    status = observed_status(
+        model(vendor_configuration=big, model_metadata=big), now=NOW, previous=StoredStatus()
+    )
+
+    assert status["truncatedFields"] == ["vendorConfiguration"]
+    assert status["modelMetadata"] == big
+
+
+def test_a_page_of_empty_objects_is_kept_as_a_few_bytes_per_model() -> None:
+    """What a listing keeps of a model padded with thousands of empty JSON objects (30 times
+    their bytes once decoded): its bounded, compact text, or nothing."""
+    kept = model(padding=[{}] * 100_000)
+
+    assert kept.left_out == (("extraFields", "the free-form fields together exceed 16 KiB"),)
+    assert kept.kept_bytes < 2 * 1024
 
 
 @pytest.mark.parametrize(
@@ -110,7 +138,7 @@ def test_each_phase_sets_the_conditions_kstatus_reads(
     status = observed_status(
         model(status=upstream, status_reason="Container exited with code 137"),
         now=NOW,
-        previous={},
+        previous=StoredStatus(),
     )
 
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -127,9 +155,9 @@ def test_each_phase_sets_the_conditions_kstatus_reads(
 
 
 def test_a_model_gone_upstream_is_stalled() -> None:
-    present = observed_status(model(), now=NOW, previous={})
+    present = observed_status(model(), now=NOW, previous=StoredStatus())
 
-    status = missing_status(present, now=NOW)
+    status = missing_status(StoredStatus.of(present), now=NOW)
 
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert (conditions["Reconciling"], conditions["Stalled"]) == ("False", "True")

@@ -11,15 +11,17 @@ import pytest
 
 from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
 from egp_operator.egp import InferenceModel
+from egp_operator.sync.mirrored import MirroredModel, StoredStatus
 from egp_operator.sync.naming import PHASE_LABEL
-from egp_operator.sync.planner import MirroredModel, Plan, PlanMemo, SourcePolicy, make_plan
+from egp_operator.sync.planner import Plan, PlanMemo, SourcePolicy, make_plan
+from egp_operator.sync.upstream import UpstreamModel, keep_for_mirror
 from egp_testbench.fake_egp import generate_models
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 POLICY = SourcePolicy(namespace="team-a", name="prod")
 
 
-def upstream(**fields: Any) -> InferenceModel:
+def parsed(**fields: Any) -> InferenceModel:
     base = {
         "id": "m-1",
         "name": "llama-3-8b-support",
@@ -31,28 +33,63 @@ def upstream(**fields: Any) -> InferenceModel:
     return InferenceModel.model_validate(base | fields)
 
 
-def mirror(result: Plan) -> list[MirroredModel]:
+def upstream(**fields: Any) -> UpstreamModel:
+    """A listed model as a cycle keeps it."""
+    return keep_for_mirror(parsed(**fields))
+
+
+def listed(models: list[dict[str, Any]]) -> list[UpstreamModel]:
+    return [keep_for_mirror(InferenceModel.model_validate(m)) for m in models]
+
+
+class Stored(list[MirroredModel]):
+    """The index of the source's EGPModels, and their whole statuses as the API server holds
+    them (a merge patch keeps what it does not name), by object name."""
+
+    def __init__(self, models: list[MirroredModel], statuses: dict[str, dict[str, Any]]) -> None:
+        super().__init__(models)
+        self.statuses = statuses
+
+
+def indexed(
+    name: str, model_id: str, labels: dict[str, str], status: dict[str, Any], created: str
+) -> MirroredModel:
+    return MirroredModel(
+        name, model_id, labels, StoredStatus.of(status), creation_timestamp=created
+    )
+
+
+def mirror(result: Plan) -> Stored:
     """What the cluster holds after the plan's creates were applied."""
-    return [
-        MirroredModel(c.name, c.model_id, c.labels, c.status, creation_timestamp="t0")
-        for c in result.creates
-    ]
+    statuses = {c.name: c.status for c in result.creates}
+    return Stored(
+        [indexed(c.name, c.model_id, c.labels, c.status, "t0") for c in result.creates], statuses
+    )
 
 
-def apply(mirrored: list[MirroredModel], result: Plan) -> list[MirroredModel]:
+def apply(mirrored: list[MirroredModel], result: Plan) -> Stored:
+    statuses = dict(getattr(mirrored, "statuses", {}))
     by_name = {m.name: m for m in mirrored}
     for update in result.updates:
         current = by_name[update.name]
-        by_name[update.name] = MirroredModel(
+        status = statuses.get(update.name, {})
+        if update.recipe is not None:
+            status = update.recipe.build()
+        elif update.status_changes is not None:
+            status = {**status, **update.status_changes}
+        statuses[update.name] = status
+        by_name[update.name] = indexed(
             current.name,
             current.model_id,
-            update.labels or current.labels,
-            update.status or current.status,
+            update.labels or dict(current.labels),
+            status,
             current.creation_timestamp,
         )
     for delete in result.deletes:
         by_name.pop(delete.name)
-    return [*by_name.values(), *mirror(result)]
+        statuses.pop(delete.name, None)
+    created = mirror(result)
+    return Stored([*by_name.values(), *created], statuses | created.statuses)
 
 
 def test_a_new_model_is_created_with_its_phase_labels_and_ready_condition() -> None:
@@ -89,7 +126,7 @@ def test_upstream_status_maps_to_phase_and_ready(
 
 
 def test_a_steady_state_plans_no_writes() -> None:
-    models = [InferenceModel.model_validate(m) for m in generate_models(200, seed=1)]
+    models = listed(generate_models(200, seed=1))
     mirrored = mirror(make_plan(models, [], POLICY, T0))
 
     again = make_plan(models, mirrored, POLICY, T0 + timedelta(minutes=5))
@@ -162,10 +199,11 @@ def test_a_vanished_model_is_marked_missing_under_retain_and_never_deleted() -> 
     much_later = make_plan([], mirrored, POLICY, T0 + timedelta(days=30))
 
     [update] = first.updates
+    assert update.recipe is None  # merged over the stored status, not replacing it
     assert update.status is not None
     assert update.status["phase"] == "Missing"
     assert update.status["missingSince"] == "2026-11-28T12:00:00Z"
-    assert update.status["name"] == "llama-3-8b-support"  # what it was is kept
+    assert mirrored.statuses[update.name]["name"] == "llama-3-8b-support"  # what it was is kept
     [event] = first.events
     assert (event.type, event.reason) == ("Warning", "Missing")
     assert much_later.is_empty
@@ -204,12 +242,13 @@ def test_a_deleted_object_is_recreated() -> None:
 
 
 def test_an_edited_status_or_label_is_restored() -> None:
-    [original] = mirror(make_plan([upstream()], [], POLICY, T0))
+    created = mirror(make_plan([upstream()], [], POLICY, T0))
+    [original] = created
     edited = MirroredModel(
         original.name,
         original.model_id,
         {**original.labels, PHASE_LABEL: "Failed"},
-        {**original.status, "phase": "Failed"},
+        StoredStatus.of({**created.statuses[original.name], "phase": "Failed"}),
     )
 
     [update] = make_plan([upstream()], [edited], POLICY, T0).updates
@@ -217,6 +256,20 @@ def test_an_edited_status_or_label_is_restored() -> None:
     assert update.labels == original.labels
     assert update.status is not None
     assert update.status["phase"] == "Ready"
+
+
+def test_an_edit_deep_in_a_free_form_field_is_restored() -> None:
+    metadata = {"team": {"owners": ["a", "b"], "tier": 1}}
+    created = mirror(make_plan([upstream(model_metadata=metadata)], [], POLICY, T0))
+    [original] = created
+    status = created.statuses[original.name]
+    status["modelMetadata"]["team"]["owners"] = ["intruder"]
+    edited = dataclasses.replace(original, status=StoredStatus.of(status))
+
+    [update] = make_plan([upstream(model_metadata=metadata)], [edited], POLICY, T0).updates
+
+    assert update.status is not None
+    assert update.status["modelMetadata"] == metadata
 
 
 def test_duplicate_objects_for_one_model_keep_the_oldest() -> None:

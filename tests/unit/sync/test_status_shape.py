@@ -23,8 +23,10 @@ from pydantic import BaseModel
 
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import Condition, EGPModelStatus, EGPSourceStatus
+from egp_operator.sync.mirrored import StoredStatus
 from egp_operator.sync.model_status import missing_status, observed_status
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
+from egp_operator.sync.upstream import keep_for_mirror
 from egp_operator.vocabulary import Reason, timestamp
 from tests.unit.fuzz_strategies import build, model_record
 from tests.unit.test_fuzz_hostile_input import FUZZ
@@ -68,9 +70,10 @@ def assert_declared(model: type[BaseModel], status: Mapping[str, Any]) -> None:
 
 
 def written_model_statuses(record: dict[str, Any]) -> list[dict[str, Any]]:
-    model = InferenceModel.model_validate(build(record))
-    seen = observed_status(model, now=timestamp(NOW), previous={}, generation=3)
-    return [seen, missing_status(seen, now=timestamp(NOW), generation=3)]
+    model = keep_for_mirror(InferenceModel.model_validate(build(record)))
+    seen = observed_status(model, now=timestamp(NOW), previous=StoredStatus(), generation=3)
+    missing = missing_status(StoredStatus.of(seen), now=timestamp(NOW), generation=3)
+    return [seen, missing, seen | missing]  # a merge patch keeps what it does not name
 
 
 @FUZZ
