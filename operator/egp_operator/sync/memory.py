@@ -1,7 +1,7 @@
 """One budget for the memory that cycles in flight hold, shared by every source of the process.
 
-A cycle holds its listing (the records `upstream.py` keeps) and then its plan (each status as
-compact text) until its writes are done. One source's listing is bounded by its own caps; this
+A cycle holds the bodies it is reading and the records `upstream.py` keeps of its listing
+until its writes are done (a plan holds references to those records, not statuses). One source's listing is bounded by its own caps; this
 bounds them all together, so that sources whose cycles overlap, however many, cannot take the
 operator past its memory limit. Each namespace (each tenant) may hold at most a share of it (a
 quarter, or one largest listing if that is more), so that one tenant's sources cannot take all
