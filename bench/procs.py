@@ -197,7 +197,7 @@ class OperatorProcess(operator_process.OperatorProcess):
         return memory(self.pid)
 
     def scrape(self) -> OperatorMetrics:
-        text = self._http.get(self.metrics_url).text
+        text = self._http.get(self.metrics_url, headers=self.metrics_headers).text
         kube: Counter[str] = Counter()
         sync_sum = sync_count = 0.0
         for family in text_string_to_metric_families(text):

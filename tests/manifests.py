@@ -23,12 +23,18 @@ def kustomize(kubectl: Path, root: Path) -> list[dict[str, Any]]:
 
 
 def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
-    """(apiGroup, resource, verb, resourceName or '') for every combination a rule grants."""
+    """(apiGroup, resource, verb, resourceName or '') for every combination a rule grants; a
+    non-resource URL as ('', '/its/path', verb, '')."""
     return {
         (group, resource, verb, name)
         for rule in rules
-        for group in rule["apiGroups"]
+        for group in rule.get("apiGroups", [])
         for resource in rule["resources"]
         for verb in rule["verbs"]
         for name in rule.get("resourceNames") or [""]
+    } | {
+        ("", url, verb, "")
+        for rule in rules
+        for url in rule.get("nonResourceURLs", [])
+        for verb in rule["verbs"]
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from egp_operator import metrics, wakeups
+from egp_operator import metrics, metrics_server, wakeups
 from egp_operator.collector import FrozenAfterCycles
 from egp_operator.kopf_storage import StatuslessDiffBaseStorage
 from egp_operator.kube import KubeClient, load_configuration
@@ -70,8 +70,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         await warn_if_priority_taken(
             kube, operator_settings.peering_name, namespaces, operator_settings.priority
         )
-    if operator_settings.metrics_port:
-        metrics.serve(operator_settings.metrics_port, operator_settings.probe_host)
+    if operator_settings.metrics_port and getattr(memo, "metrics_server", None) is None:
+        memo.metrics_server = await metrics_server.serve(operator_settings)
     log.info("egp-operator starting with peering priority %d", settings.peering.priority)
 
 
@@ -100,6 +100,9 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     kube: KubeClient | None = getattr(memo, "kube", None)
     if kube is not None:
         await kube.aclose()
+    served: metrics_server.MetricsServer | None = getattr(memo, "metrics_server", None)
+    if served is not None:
+        await served.aclose()
 
 
 @kopf.index(GROUP, VERSION, MODEL_PLURAL)

@@ -1,6 +1,7 @@
 """Every Prometheus metric the operator exports, in one place (names: `egp_operator_*`).
 
-Alerting rules in deploy/monitoring/ may use only these names; a test checks that.
+Alerting rules in deploy/monitoring/ may use only these names; a test checks that. They are
+served by metrics_server.py.
 """
 
 from __future__ import annotations
@@ -10,13 +11,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Final
 
-from prometheus_client import (
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    start_http_server,
-)
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from egp_operator.egp.models import MODEL_VENDORS
 from egp_operator.resources.models import Phase
@@ -151,7 +146,3 @@ def forget_source(namespace: str, source: str) -> None:
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, source):
                 metric.remove(*labels)
-
-
-def serve(port: int, host: str) -> None:
-    start_http_server(port, addr=host)

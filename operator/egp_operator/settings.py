@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     listings_memory_bytes: int = Field(
         default=128 * 1024 * 1024,
         ge=1024 * 1024,
-        description="what all the cycles in flight may hold of their listings and plans"
-        " together; a namespace at most a quarter of it",
+        description="what all the cycles in flight may hold of their listings together (bodies"
+        " being read, records kept); a namespace at most a quarter of it",
     )
     egp_max_requests_per_cycle: int = Field(
         default=_READ.max_requests,
@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="/metrics; 0 turns it off")
     probe_host: str = Field(default="0.0.0.0", description="where /healthz listens")  # noqa: S104
     liveness_port: int = Field(default=8081, ge=0, le=65535)
+    metrics_auth: bool = Field(
+        default=True,
+        description="serve /metrics only to bearer tokens the API server authenticates and"
+        " authorizes for `get` on /metrics (TokenReview, SubjectAccessReview)",
+    )
+    metrics_cert_file: str | None = Field(
+        default=None, description="serve /metrics over TLS with this PEM certificate (chain)"
+    )
+    metrics_key_file: str | None = Field(
+        default=None, description="the private key of EGP_OPERATOR_METRICS_CERT_FILE"
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -111,6 +122,12 @@ class Settings(BaseSettings):
                 f" pages of EGP_OPERATOR_MIN_PAGE_SIZE ({self.min_page_size}) takes {pages}"
                 " requests"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_in_pairs(self) -> Settings:
+        if (self.metrics_cert_file is None) != (self.metrics_key_file is None):
+            raise ValueError("set both EGP_OPERATOR_METRICS_CERT_FILE and _KEY_FILE, or neither")
         return self
 
     def endpoint_policy(self) -> EndpointPolicy:

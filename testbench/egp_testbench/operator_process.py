@@ -2,7 +2,9 @@
 
 It runs as in production, against the cluster of `kubeconfig`, with free probe and metrics ports
 and settings passed the way a Deployment passes them (`EGP_OPERATOR_*` variables). Its output
-goes to a file, and it gets a process group of its own, so stopping it stops all of it.
+goes to a file, and it gets a process group of its own, so stopping it stops all of it. Its
+/metrics asks for a bearer token the API server allows to read it: `metrics_headers` carries
+the one the operator logs in with (the tests and benchmarks run it as the cluster's admin).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
+
+import yaml
 
 from egp_testbench.processes import free_port, stop_group
 
@@ -34,6 +38,7 @@ class OperatorProcess:
     ) -> None:
         """`command` must exec the operator itself, not a wrapper, so that `pid` is its pid."""
         self.log_file = log_file
+        self.kubeconfig = kubeconfig
         self.metrics_port = free_port()
         settings = {
             "probe_host": "127.0.0.1",
@@ -57,6 +62,12 @@ class OperatorProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    @property
+    def metrics_headers(self) -> dict[str, str]:
+        """What a scrape sends: the bearer token of the kubeconfig the operator runs with."""
+        token = kubeconfig_token(self.kubeconfig)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
 
@@ -67,3 +78,14 @@ class OperatorProcess:
         """Send `sig` to the whole group; SIGKILL what is still there after `STOP_TIMEOUT`."""
         stop_group(self.pid, timeout=STOP_TIMEOUT, running=self.alive, sig=sig)
         self._log.close()
+
+
+def kubeconfig_token(path: Path) -> str | None:
+    """The bearer token of a kubeconfig's current user, if it logs in with one."""
+    config = yaml.safe_load(path.read_text())
+    context = next(
+        c["context"] for c in config["contexts"] if c["name"] == config["current-context"]
+    )
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+    token = user.get("token")
+    return str(token) if token else None

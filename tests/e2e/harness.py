@@ -4,6 +4,7 @@ the real API server, plus helpers to read what it mirrored."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -186,22 +187,34 @@ def list_walks(egp: FakeEGPServer) -> int:
     )
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """The operator's /metrics as {(sample name, labels): value}."""
-    samples = {}
-    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+def metrics_text(operator: OperatorProcess, token: str | None = None) -> str:
+    """The operator's /metrics, read with `token`, or else the token the operator itself logs in
+    with (the admin's, for an operator run with the cluster's kubeconfig)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else operator.metrics_headers
+    answer = httpx.get(operator.metrics_url, headers=headers, timeout=5)
+    answer.raise_for_status()
+    return answer.text
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus' text format as {(sample name, labels): value}."""
+    found = {}
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            samples[sample.name, frozenset(sample.labels.items())] = sample.value
-    return samples
+            found[sample.name, frozenset(sample.labels.items())] = sample.value
+    return found
 
 
-def service_account_kubeconfig(
-    cluster: LocalControlPlane, namespace: str, name: str, path: Path
-) -> Path:
-    """A kubeconfig with a token of the ServiceAccount `namespace/name`, minted by the
-    TokenRequest API as the kubelet does for a pod: the operator run with it has the
-    installed RBAC and nothing else. The CA is inline, so the file stands alone, as a pod's
-    projected token and CA do."""
+def scrape(
+    operator: OperatorProcess, token: str | None = None
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The operator's /metrics as {(sample name, labels): value}."""
+    return samples(metrics_text(operator, token))
+
+
+def service_account_token(cluster: LocalControlPlane, namespace: str, name: str) -> str:
+    """A token of the ServiceAccount `namespace/name`, minted by the TokenRequest API as the
+    kubelet does for a pod (for the API server's own audiences, an hour long)."""
     with cluster.api_client() as api:
         answer = client.CoreV1Api(api).create_namespaced_service_account_token(
             name,
@@ -210,6 +223,57 @@ def service_account_kubeconfig(
                 spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
             ),
         )
+    return str(answer.status.token)
+
+
+METRICS_READER = "egp-operator-metrics-reader"
+DEPLOY_RBAC = Path(__file__).parents[2] / "deploy" / "rbac.yaml"
+
+
+def metrics_reader_token(cluster: LocalControlPlane, namespace: str, name: str) -> str:
+    """A token of a new ServiceAccount `namespace/name` bound to the shipped ClusterRole
+    egp-operator-metrics-reader (deploy/rbac.yaml, applied if it is not there yet), as a
+    platform admin binds their Prometheus."""
+    role = next(
+        doc
+        for doc in yaml.safe_load_all(DEPLOY_RBAC.read_text())
+        if doc and doc["kind"] == "ClusterRole" and doc["metadata"]["name"] == METRICS_READER
+    )
+    with cluster.api_client() as api:
+        core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        rbac.patch_cluster_role(
+            METRICS_READER,
+            role,
+            field_manager="egp-e2e",
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        with contextlib.suppress(client.ApiException):  # 409: the namespace is there
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        core.create_namespaced_service_account(
+            namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+        )
+        rbac.create_cluster_role_binding(
+            client.V1ClusterRoleBinding(
+                metadata=client.V1ObjectMeta(name=f"{namespace}-{name}-metrics-reader"),
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=METRICS_READER
+                ),
+                subjects=[
+                    client.RbacV1Subject(kind="ServiceAccount", name=name, namespace=namespace)
+                ],
+            )
+        )
+    return service_account_token(cluster, namespace, name)
+
+
+def service_account_kubeconfig(
+    cluster: LocalControlPlane, namespace: str, name: str, path: Path
+) -> Path:
+    """A kubeconfig with a token of the ServiceAccount `namespace/name` (`service_account_token`):
+    the operator run with it has the installed RBAC and nothing else. The CA is inline, so the
+    file stands alone, as a pod's projected token and CA do."""
+    token = service_account_token(cluster, namespace, name)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -224,7 +288,7 @@ def service_account_kubeconfig(
                 },
             }
         ],
-        "users": [{"name": name, "user": {"token": answer.status.token}}],
+        "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
         "current-context": name,
     }

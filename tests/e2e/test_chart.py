@@ -1,8 +1,9 @@
 """What charts/egp-operator promises, judged by the real Helm 3 and Helm 4: it lints strictly,
 its schema refuses wrong values by name, every rendering of a matrix of values grants least
 privilege (Secrets only by name, only in tenant namespaces), every setting reaches the operator
-under its own name, and its default rendering grants the same RBAC and runs the same pod as
-deploy/ (kustomize), so the two cannot drift apart.
+under its own name, /metrics is readable by the readers named and asked for with Prometheus's
+token, and its default rendering grants the same RBAC, runs the same pod and scrapes the same
+way as deploy/ (kustomize), so the two cannot drift apart.
 
 No control plane here: `helm template` and `kubectl kustomize` render offline.
 """
@@ -35,9 +36,20 @@ EVERYTHING: dict[str, Any] = {
         {"namespace": "team-a", "secrets": ["egp-credentials"]},
         {"namespace": "team-b", "secrets": ["egp-key", "egp-key-staging"]},
     ],
-    "settings": {"allowedHosts": ["api.egp.scale.com", "10.0.0.0/8"], "kubeConcurrency": 8},
+    "settings": {
+        "allowedHosts": ["api.egp.scale.com", "10.0.0.0/8"],
+        "kubeConcurrency": 8,
+        "metricsCertFile": "/etc/egp-operator/metrics-tls/tls.crt",
+        "metricsKeyFile": "/etc/egp-operator/metrics-tls/tls.key",
+    },
     "metrics": {
-        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "readers": [{"name": "prometheus-k8s", "namespace": "monitoring"}],
+        "serviceMonitor": {
+            "enabled": True,
+            "labels": {"release": "prometheus"},
+            "scheme": "https",
+            "tlsConfig": {"ca": {"secret": {"name": "metrics-ca", "key": "ca.crt"}}},
+        },
         "prometheusRule": {"enabled": True},
         "dashboard": {"enabled": True},
     },
@@ -84,6 +96,20 @@ def only(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def named(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+#: The release's ClusterRole, and the one that may read its /metrics.
+OPERATOR_ROLE, READER_ROLE = RELEASE, f"{RELEASE}-metrics-reader"
+REVIEWS = {
+    ("authentication.k8s.io", "tokenreviews", "create", ""),
+    ("authorization.k8s.io", "subjectaccessreviews", "create", ""),
+}
+
+
 def container(documents: list[dict[str, Any]]) -> dict[str, Any]:
     [operator] = only(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
     return dict(operator)
@@ -115,6 +141,9 @@ def test_the_chart_lints_strictly(helm: Path, values: dict[str, Any], tmp_path: 
         ({"image": {"digest": "latest"}}, "digest"),
         ({"metrics": {"port": 0}}, "port"),
         ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "interval"),
+        ({"metrics": {"serviceMonitor": {"scheme": "ftp"}}}, "scheme"),
+        ({"metrics": {"readers": [{"name": "prometheus"}]}}, "namespace"),
+        ({"settings": {"metricsAuth": "no"}}, "metricsAuth"),
         ({"replicas": 2}, "replicas"),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else value,
@@ -159,6 +188,19 @@ def test_every_setting_reaches_the_operator_under_its_own_name(helm: Path, tmp_p
     assert parsed.egp_verify_tls is False
 
 
+def test_large_numbers_reach_the_operator_as_written(helm: Path, tmp_path: Path) -> None:
+    """Helm reads YAML numbers as floats, and a float past a million prints as 4.194304e+06,
+    which the operator cannot read as an integer."""
+    values = {"settings": {"maxPageBytes": 4194304, "listingsMemoryBytes": 268435456}}
+
+    env = {
+        item["name"]: item.get("value") for item in container(render(helm, values, tmp_path))["env"]
+    }
+
+    assert env["EGP_OPERATOR_MAX_PAGE_BYTES"] == "4194304"
+    assert env["EGP_OPERATOR_LISTINGS_MEMORY_BYTES"] == "268435456"
+
+
 # ---- least privilege -------------------------------------------------------------------------
 
 
@@ -193,7 +235,12 @@ def test_every_binding_names_the_operators_service_account_only(
     pod = only(documents, "Deployment")["spec"]["template"]["spec"]
 
     assert pod["serviceAccountName"] == account
-    bindings = [doc for doc in documents if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    bindings = [
+        doc
+        for doc in documents
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and doc["roleRef"]["name"] != READER_ROLE  # metrics.readers, below
+    ]
     assert bindings
     for binding in bindings:
         assert binding["subjects"] == [
@@ -208,13 +255,14 @@ def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_no_namespaced_a
 ) -> None:
     documents = render(helm, {"watchNamespaces": ["team-a", "team-b"]}, tmp_path)
 
-    cluster_role = only(documents, "ClusterRole")
+    cluster_role = named(documents, "ClusterRole", OPERATOR_ROLE)
     assert grants(cluster_role["rules"]) == {
         ("kopf.dev", "clusterkopfpeerings", "list", ""),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
         ("", "namespaces", "list", ""),
         ("", "namespaces", "watch", ""),
+        *REVIEWS,  # cluster-scoped: /metrics is served alike whatever the operator watches
     }
     roles = {doc["metadata"]["namespace"]: doc for doc in documents if doc["kind"] == "Role"}
     assert set(roles) == {"team-a", "team-b"}
@@ -235,9 +283,13 @@ def test_the_default_chart_grants_and_runs_what_deploy_does(
     def kept(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
         return next(doc for doc in documents if doc["kind"] == kind)
 
-    assert grants(kept(chart, "ClusterRole")["rules"]) == grants(
-        kept(deploy, "ClusterRole")["rules"]
-    )
+    for chart_role, deploy_role in (
+        (OPERATOR_ROLE, "egp-operator"),
+        (READER_ROLE, "egp-operator-metrics-reader"),
+    ):
+        assert grants(named(chart, "ClusterRole", chart_role)["rules"]) == grants(
+            named(deploy, "ClusterRole", deploy_role)["rules"]
+        )
     chart_binding, deploy_binding = (
         kept(chart, "ClusterRoleBinding"),
         kept(deploy, "ClusterRoleBinding"),
@@ -253,6 +305,53 @@ def test_the_default_chart_grants_and_runs_what_deploy_does(
     chart_service, deploy_service = kept(chart, "Service"), kept(deploy, "Service")
     assert chart_service["metadata"]["name"] == deploy_service["metadata"]["name"]
     assert chart_service["spec"]["ports"] == deploy_service["spec"]["ports"]
+
+
+def test_the_service_monitor_scrapes_as_deploys_does(
+    helm: Path, kube_bin_dir: Path, tmp_path: Path
+) -> None:
+    """With Prometheus's own token (the operator serves /metrics to nobody else), and over TLS
+    when the values say so."""
+    enabled = {"metrics": {"serviceMonitor": {"enabled": True}}}
+    [chart] = only(render(helm, enabled, tmp_path), "ServiceMonitor")["spec"]["endpoints"]
+    [deploy] = only(
+        kustomize(kube_bin_dir / "kubectl", REPO / "deploy" / "monitoring"), "ServiceMonitor"
+    )["spec"]["endpoints"]
+    assert chart == deploy
+    assert chart["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+    [tls] = only(render(helm, EVERYTHING, tmp_path), "ServiceMonitor")["spec"]["endpoints"]
+    assert tls["scheme"] == "https"
+    assert tls["tlsConfig"] == EVERYTHING["metrics"]["serviceMonitor"]["tlsConfig"]
+
+
+@pytest.mark.parametrize("values", MATRIX.values(), ids=MATRIX.keys())
+def test_the_metrics_reader_role_reads_metrics_only_and_is_bound_to_the_readers_named(
+    helm: Path, values: dict[str, Any], tmp_path: Path
+) -> None:
+    documents = render(helm, values, tmp_path)
+
+    assert grants(named(documents, "ClusterRole", READER_ROLE)["rules"]) == {
+        ("", "/metrics", "get", "")
+    }
+    bound = [
+        doc
+        for doc in documents
+        if doc["kind"] == "ClusterRoleBinding" and doc["roleRef"]["name"] == READER_ROLE
+    ]
+    readers = values.get("metrics", {}).get("readers", [])
+    assert [subject for binding in bound for subject in binding["subjects"]] == [
+        {"kind": "ServiceAccount", **reader} for reader in readers
+    ]
+    assert grants(named(documents, "ClusterRole", OPERATOR_ROLE)["rules"]) >= REVIEWS
+
+
+def test_with_metrics_auth_off_the_operator_may_review_no_token(helm: Path, tmp_path: Path) -> None:
+    documents = render(helm, {"settings": {"metricsAuth": False}}, tmp_path)
+
+    assert not REVIEWS & grants(named(documents, "ClusterRole", OPERATOR_ROLE)["rules"])
+    env = {item["name"]: item.get("value") for item in container(documents)["env"]}
+    assert env["EGP_OPERATOR_METRICS_AUTH"] == "false"
 
 
 @pytest.mark.parametrize(("kube_version", "accepted"), [("v1.31.9", False), ("v1.32.0", True)])

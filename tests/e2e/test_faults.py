@@ -11,7 +11,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from egp_operator.sync.naming import object_name
@@ -24,6 +23,7 @@ from tests.e2e.harness import (
     ONE_CYCLE,
     Mirror,
     OperatorProcess,
+    metrics_text,
     phase,
     ready_condition,
     scrape,
@@ -106,8 +106,8 @@ def test_an_egp_fault_deletes_and_marks_nothing_and_the_next_good_cycle_converge
     assert mirror.source("src")["status"]["message"]
     assert_nothing_lost(mirror, {m["id"] for m in upstream})
     assert operator.alive()
-    assert EGP_KEY not in httpx.get(operator.metrics_url, timeout=5).text
-    errors = scrape(operator.metrics_url)[
+    assert EGP_KEY not in metrics_text(operator)
+    errors = scrape(operator)[
         "egp_operator_sync_errors_total",
         frozenset({("namespace", mirror.namespace), ("source", "src"), ("reason", reason)}),
     ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client
@@ -28,11 +29,19 @@ from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from egp_testbench.operator_process import OPERATOR_COMMAND
 from tests.e2e.conftest import go_tool
-from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, OperatorProcess, service_account_kubeconfig
+from tests.e2e.harness import (
+    EGP_ACCOUNT,
+    EGP_KEY,
+    OperatorProcess,
+    service_account_kubeconfig,
+    service_account_token,
+)
 from tests.e2e.polling import eventually
 
 RELEASE = "egp"
 NAMESPACE = "egp-system"
+#: The ServiceAccount the release's `metrics.readers` binds, as a platform admin names theirs.
+MONITORING, PROMETHEUS = "monitoring", "prometheus"
 SECRET = "egp-credentials"
 TEAM_A, TEAM_B, TEAM_C, OUTSIDER = "team-a", "team-b", "team-c", "outsider"
 TEAMS = (TEAM_A, TEAM_B, TEAM_C, OUTSIDER)
@@ -128,6 +137,10 @@ def release(
     work = tmp_path_factory.mktemp(str(request.param))
     with LocalControlPlane(kube_bin_dir, work / "cluster") as cluster, cluster.api_client() as api:
         core = client.CoreV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=MONITORING)))
+        core.create_namespaced_service_account(
+            MONITORING, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=PROMETHEUS))
+        )
         for team in TEAMS:
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=team)))
             core.create_namespaced_secret(
@@ -188,7 +201,14 @@ def _denied(operator: OperatorProcess, unless: str | None = None) -> list[str]:
     ]
 
 
+def _scrape(operator: OperatorProcess, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(operator.metrics_url, headers=headers, timeout=10)
+
+
 def test_install_mirrors_both_tenants_as_the_charts_service_account(release: Release) -> None:
+    """... and serves /metrics to the ServiceAccount `metrics.readers` names only, asking the
+    API server with the grants the chart gives the operator."""
     release.install(
         "install",
         {
@@ -197,8 +217,11 @@ def test_install_mirrors_both_tenants_as_the_charts_service_account(release: Rel
                 {"namespace": TEAM_B, "secrets": [SECRET]},
             ],
             "settings": {"allowedHosts": ["127.0.0.1"], "statusHeartbeatSeconds": 3600},
+            "metrics": {"readers": [{"name": PROMETHEUS, "namespace": MONITORING}]},
         },
     )
+    prometheus = service_account_token(release.cluster, MONITORING, PROMETHEUS)
+    stranger = service_account_token(release.cluster, TEAM_A, "default")
     upstream = generate_models(3, seed=51)
     with (
         release.cluster.api_client() as api,
@@ -218,9 +241,17 @@ def test_install_mirrors_both_tenants_as_the_charts_service_account(release: Rel
                     GROUP, VERSION, team, MODEL_PLURAL
                 )["items"]
                 assert {m["spec"]["modelID"] for m in models} == {m["id"] for m in upstream}
+            scrapes = {
+                who: _scrape(operator, token).status_code
+                for who, token in (("anonymous", None), ("stranger", stranger))
+            }
+            served = _scrape(operator, prometheus)
         finally:
             operator.stop()
     assert reasons == {TEAM_A: "Synced", TEAM_B: "Synced", OUTSIDER: "SecretUnreadable"}
+    assert scrapes == {"anonymous": 401, "stranger": 403}
+    assert served.status_code == 200
+    assert f'namespace="{TEAM_A}"' in served.text
     denied = _denied(operator, unless=f"{OUTSIDER}/egp")  # its Secret is not granted
     assert not denied, "\n".join(denied)
 

@@ -11,12 +11,17 @@ the shipped names are used as they are and whatever happens there is this operat
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 import re
+import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +31,9 @@ import httpx
 import pytest
 import yaml
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
+from egp_operator.metrics_server import REVIEW_BURST, REVIEW_RATE
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
@@ -35,7 +42,10 @@ from tests.e2e.harness import (
     EGP_ACCOUNT,
     EGP_KEY,
     OperatorProcess,
+    metrics_reader_token,
+    metrics_text,
     service_account_kubeconfig,
+    service_account_token,
 )
 from tests.e2e.polling import eventually
 from tests.manifests import kustomize
@@ -140,6 +150,7 @@ class Installed:
     example: list[dict[str, Any]]
     other_namespace: str  # one that granted the operator nothing
     kubeconfig: Path  # the ServiceAccount's
+    metrics_token: str  # of a ServiceAccount bound to egp-operator-metrics-reader, as Prometheus
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +209,7 @@ def installed(kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             example,
             other,
             token_config,
+            metrics_reader_token(cluster, "monitoring", "prometheus"),
         )
 
 
@@ -267,6 +279,10 @@ PEERINGS = "clusterkopfpeerings.kopf.dev"
         ("patch", "kopfpeerings.kopf.dev", SERVED, False),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io", CLUSTER, True),
         ("create", "customresourcedefinitions.apiextensions.k8s.io", CLUSTER, False),
+        # /metrics: ask the API server about a caller's token, and nothing more about anyone.
+        ("create", "tokenreviews.authentication.k8s.io", CLUSTER, True),
+        ("create", "subjectaccessreviews.authorization.k8s.io", CLUSTER, True),
+        ("create", "localsubjectaccessreviews.authorization.k8s.io", SERVED, False),
         # Nothing of what a workload or an attacker would want.
         ("create", "pods", SERVED, False),
         ("delete", "pods", SERVED, False),
@@ -307,8 +323,8 @@ def test_the_service_account_may_do_what_the_operator_needs_and_nothing_else(
 # ---- the operator as its ServiceAccount ------------------------------------------------------
 
 
-def _metric_lines(url: str, namespace: str) -> list[str]:
-    body = httpx.get(url, timeout=5).text
+def _metric_lines(operator: OperatorProcess, token: str, namespace: str) -> list[str]:
+    body = metrics_text(operator, token)
     return [line for line in body.splitlines() if f'namespace="{namespace}"' in line]
 
 
@@ -350,7 +366,7 @@ def test_the_operator_mirrors_an_account_with_only_the_deployed_rbac(
             conditions = {c["type"]: c for c in status["status"]["conditions"]}
             assert conditions["Ready"]["status"] == conditions["Synced"]["status"] == "True"
             assert f"{GROUP}/finalizer" in status["metadata"].get("finalizers", [])
-            exported = _metric_lines(operator.metrics_url, EXAMPLE_NAMESPACE)
+            exported = _metric_lines(operator, installed.metrics_token, EXAMPLE_NAMESPACE)
             for name in (
                 "egp_operator_models",
                 "egp_operator_last_successful_sync_timestamp_seconds",
@@ -401,6 +417,109 @@ def test_the_operator_mirrors_an_account_with_only_the_deployed_rbac(
         or "Forbidden" in line
         or " 403 " in line
     ]
+    assert not denied, "\n".join(denied)
+
+
+# ---- who may read /metrics -------------------------------------------------------------------
+
+FLOOD = 300
+
+
+def _reviews_received(cluster: LocalControlPlane) -> float:
+    """TokenReviews the API server has answered so far, from its own /metrics."""
+    answer = httpx.get(
+        f"{cluster.server}/metrics",
+        headers={"Authorization": f"Bearer {cluster.admin_token}"},
+        verify=ssl.create_default_context(cafile=str(cluster.ca_file)),
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == "apiserver_request_total"
+        and sample.labels.get("resource") == "tokenreviews"
+    )
+
+
+async def _flood(url: str, count: int) -> list[int]:
+    """`count` scrapes at once, each with a token of its own that means nothing."""
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as http:
+        answers = await asyncio.gather(
+            *(
+                http.get(url, headers={"Authorization": f"Bearer {secrets.token_urlsafe(32)}"})
+                for _ in range(count)
+            )
+        )
+    return [answer.status_code for answer in answers]
+
+
+def test_metrics_are_served_only_to_whom_the_api_server_allows(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """The operator as its ServiceAccount, with deploy/'s RBAC: no token is 401, a token of a
+    ServiceAccount without egp-operator-metrics-reader is 403, Prometheus's is served; a flood
+    of made-up tokens makes a bounded number of TokenReviews, and does not lock Prometheus
+    out."""
+    cluster = installed.cluster
+    with cluster.api_client() as api:
+        client.CoreV1Api(api).create_namespaced_service_account(
+            EXAMPLE_NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nosy"))
+        )
+    nosy = service_account_token(cluster, EXAMPLE_NAMESPACE, "nosy")
+    operator = OperatorProcess(
+        installed.kubeconfig, tmp_path / "operator.log", status_heartbeat_seconds="3600"
+    )
+    url = operator.metrics_url
+
+    def get(token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(url, headers=headers, timeout=10)
+
+    def answering() -> bool:
+        try:
+            get()
+        except httpx.TransportError:
+            return False
+        return True
+
+    try:
+        eventually(answering, timeout=60, what="the operator's /metrics to answer")
+        anonymous, made_up, stranger = get(), get("not-a-token"), get(nosy)
+        reader = get(installed.metrics_token)
+
+        before, started = _reviews_received(cluster), time.monotonic()
+        statuses = asyncio.run(_flood(url, FLOOD))
+        elapsed = time.monotonic() - started
+        sent = _reviews_received(cluster) - before
+        after_flood = get(installed.metrics_token)
+    finally:
+        operator.stop()
+        print(operator.log()[-3000:])
+
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert made_up.status_code == 401
+    assert stranger.status_code == 403
+    assert "system:serviceaccount:egp-models:nosy may not get /metrics" in stranger.text
+    for refused in (anonymous, made_up, stranger):
+        assert "egp_operator_" not in refused.text
+    assert reader.status_code == 200
+    assert "egp_operator_kubernetes_requests_total" in reader.text
+    # The flood: at most the budget's burst and its refill over the flood's duration reach
+    # the API server; every other request is told to come back later, unasked.
+    bound = REVIEW_BURST + REVIEW_RATE * elapsed + 1
+    answered = dict(sorted(collections.Counter(statuses).items()))
+    print(f"FLOOD {FLOOD} made-up tokens in {elapsed:.2f} s: {sent:g} TokenReviews, {answered}")
+    assert sent <= bound
+    assert set(statuses) <= {401, 429}
+    assert statuses.count(429) >= FLOOD - bound
+    assert after_flood.status_code == 200  # Prometheus, already allowed, is not locked out
+    log = operator.log()
+    for token in (installed.metrics_token, nosy):
+        assert token not in log
+    denied = [line for line in log.splitlines() if "Forbidden" in line or " 403 " in line]
     assert not denied, "\n".join(denied)
 
 

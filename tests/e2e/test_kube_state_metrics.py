@@ -22,7 +22,7 @@ from egp_operator.resources.models import GROUP, VERSION
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from egp_testbench.processes import free_port, stop_group
-from tests.e2e.harness import Mirror, scrape, start_source, sync_now, wait_mirrored
+from tests.e2e.harness import Mirror, samples, start_source, sync_now, wait_mirrored
 from tests.e2e.polling import eventually
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -122,7 +122,7 @@ class KubeStateMetrics:
         if self.process.poll() is not None:  # not an AssertionError: no waiting hides it
             raise RuntimeError(f"kube-state-metrics exited: {self.log_file.read_text()[-3000:]}")
         try:
-            return scrape(self.url)
+            return samples(httpx.get(self.url, timeout=5).text)
         except httpx.TransportError:
             return None
 

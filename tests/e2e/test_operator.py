@@ -352,7 +352,7 @@ def test_metrics_show_models_by_phase_and_vendor_and_egp_requests(
     def models_gauge() -> dict[tuple[str, str], float] | None:
         found = {
             (dict(labels)["phase"], dict(labels)["vendor"]): value
-            for (name, labels), value in scrape(operator.metrics_url).items()
+            for (name, labels), value in scrape(operator).items()
             if name == "egp_operator_models" and source <= labels
         }
         return found or None
@@ -360,7 +360,7 @@ def test_metrics_show_models_by_phase_and_vendor_and_egp_requests(
     gauge = eventually(models_gauge, timeout=ONE_CYCLE, what="the models gauge")
     expected = Counter((PHASE_BY_STATUS[m["status"]], m["model_vendor"]) for m in upstream)
     assert gauge == {key: float(n) for key, n in expected.items()}
-    samples = scrape(operator.metrics_url)
+    samples = scrape(operator)
     ok_requests = samples["egp_operator_egp_requests_total", frozenset(source | {("code", "200")})]
     assert ok_requests >= 3  # 40 models in pages of 15
     assert samples["egp_operator_last_successful_sync_timestamp_seconds", frozenset(source)] > 0

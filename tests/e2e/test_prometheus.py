@@ -7,11 +7,16 @@ Time is compressed in the test copy of the rules only: every `for:` becomes a fe
 the three-minute floor of EGPSourceNotSynced becomes 20 s, below three of the shortest interval
 (30 s), so that each source is judged by its own interval within a test's patience. The
 promtool tests (test_alert_rules.py) check the production durations.
+
+Prometheus scrapes as the shipped ServiceMonitor has it do: with the bearer token of its own
+ServiceAccount (minted by the TokenRequest API, as the kubelet mounts it), bound to the shipped
+ClusterRole egp-operator-metrics-reader; a second job without a token is refused.
 """
 
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,14 @@ from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from egp_testbench.operator_process import OperatorProcess
 from egp_testbench.processes import free_port, stop_group
-from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, running_operator, start_source
+from tests.e2e.harness import (
+    EGP_ACCOUNT,
+    EGP_KEY,
+    Mirror,
+    metrics_reader_token,
+    running_operator,
+    start_source,
+)
 from tests.e2e.polling import eventually
 from tests.unit.test_deploy import dashboard_queries, dashboard_variables
 
@@ -67,13 +79,30 @@ def compressed_rules() -> dict[str, Any]:
     return {"groups": groups}
 
 
+@pytest.fixture(scope="module")
+def prometheus_token(control_plane: LocalControlPlane) -> str:
+    """The token of Prometheus's ServiceAccount, bound to egp-operator-metrics-reader."""
+    return metrics_reader_token(
+        control_plane, "e2e-monitoring", f"prometheus-{uuid.uuid4().hex[:6]}"
+    )
+
+
 @pytest.fixture
 def prometheus(
-    prometheus_bin_dir: Path, operator: OperatorProcess, tmp_path: Path
+    prometheus_bin_dir: Path, operator: OperatorProcess, prometheus_token: str, tmp_path: Path
 ) -> Iterator[str]:
     """A Prometheus scraping the operator every second, as the shipped ServiceMonitor does
-    (honor_labels, under the operator's own namespace); yields its base URL."""
+    (honor_labels, under the operator's own namespace, with its ServiceAccount's token from a
+    file, as `bearerTokenFile` has it); and once more as job `anonymous`, without a token.
+    Yields its base URL."""
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(compressed_rules()))
+    token_file = tmp_path / "token"
+    token_file.write_text(prometheus_token)
+    token_file.chmod(0o600)
+    target = {
+        "targets": [f"127.0.0.1:{operator.metrics_port}"],
+        "labels": {"namespace": "egp-operator-system"},
+    }
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": ["rules.yaml"],
@@ -81,13 +110,10 @@ def prometheus(
             {
                 "job_name": "egp-operator",
                 "honor_labels": True,
-                "static_configs": [
-                    {
-                        "targets": [f"127.0.0.1:{operator.metrics_port}"],
-                        "labels": {"namespace": "egp-operator-system"},
-                    }
-                ],
-            }
+                "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
+                "static_configs": [target],
+            },
+            {"job_name": "anonymous", "honor_labels": True, "static_configs": [target]},
         ],
     }
     (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(config))
@@ -235,3 +261,21 @@ def test_every_dashboard_query_runs_and_finds_the_operators_series(
     # here Prometheus must at least accept them.
     for expr in queries:
         query(prometheus, expr)
+
+
+def test_prometheus_scrapes_with_its_token_and_is_refused_without(prometheus: str) -> None:
+    """What the shipped ServiceMonitor's `bearerTokenFile` does; and `up` is 0 for a scraper
+    without a token, the operator answering 401."""
+
+    def targets() -> dict[str, dict[str, Any]] | None:
+        answer = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()
+        found = {t["labels"]["job"]: t for t in answer["data"]["activeTargets"]}
+        scraped = all(t["health"] in ("up", "down") for t in found.values())
+        return found if len(found) == 2 and scraped else None
+
+    found = eventually(targets, timeout=30, interval=1, what="both jobs scraped once")
+    assert found["egp-operator"]["health"] == "up", found["egp-operator"]["lastError"]
+    assert found["anonymous"]["health"] == "down"
+    assert "401" in found["anonymous"]["lastError"]
+    assert query(prometheus, 'up{job="egp-operator"} == 1')
+    assert query(prometheus, 'up{job="anonymous"} == 0')

@@ -62,7 +62,7 @@ def synced_namespaces(shard: OperatorProcess) -> set[str]:
     """The namespaces whose sources this process has run a cycle for, from its metrics."""
     return {
         dict(labels)["namespace"]
-        for (name, labels), value in scrape(shard.metrics_url).items()
+        for (name, labels), value in scrape(shard).items()
         if name == "egp_operator_sync_duration_seconds_count" and value > 0
     }
 

@@ -168,9 +168,24 @@ def test_the_cluster_role_grants_exactly_what_the_operator_uses(base: list[dict[
         ("kopf.dev", "kopfpeerings", "list", ""),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
+        # /metrics: who is this token, and may they get /metrics?
+        ("authentication.k8s.io", "tokenreviews", "create", ""),
+        ("authorization.k8s.io", "subjectaccessreviews", "create", ""),
     }
 
     assert grants(role["rules"]) == expected
+
+
+def test_the_metrics_reader_role_grants_get_on_metrics_and_nothing_else(
+    base: list[dict[str, Any]],
+) -> None:
+    role = one(base, "ClusterRole", "egp-operator-metrics-reader")
+
+    assert grants(role["rules"]) == {("", "/metrics", "get", "")}
+    # deploy/ binds no one to it: who scrapes is the platform's choice (docs/install.md).
+    assert [b["roleRef"]["name"] for b in base if b["kind"] == "ClusterRoleBinding"] == [
+        "egp-operator"
+    ]
 
 
 def _service_account(base: list[dict[str, Any]]) -> dict[str, str]:
@@ -191,7 +206,9 @@ def test_the_bindings_name_the_operators_service_account(
 
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "egp-operator"
     assert binding["subjects"] == [_service_account(base)]
-    assert binding["roleRef"]["name"] == one(base, "ClusterRole")["metadata"]["name"]
+    assert (
+        binding["roleRef"]["name"] == one(base, "ClusterRole", "egp-operator")["metadata"]["name"]
+    )
     assert reader["subjects"] == [_service_account(base)]
     assert reader["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -308,6 +325,8 @@ def test_the_metrics_service_and_service_monitor_reach_the_pod(
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     assert endpoint["path"] == "/metrics"
     assert endpoint["honorLabels"] is True  # the operator's `namespace` label must survive
+    # /metrics asks for a bearer token: Prometheus's own ServiceAccount token.
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 # ---- alerts ------------------------------------------------------------------------------------
