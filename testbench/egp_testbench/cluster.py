@@ -59,6 +59,9 @@ DEFAULT_CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
+    # A namespace's ResourceQuota on count/egpmodels.egp-operator.io is what platform teams
+    # use to cap a tenant's objects: the tests refuse creates with it as the API server does.
+    "resourcequota-controller",
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"

@@ -4,6 +4,7 @@ ResourceQuota, EGPModels the operator did not make, and how often anything can w
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from tests.e2e.harness import (
     wait_mirrored,
 )
 from tests.e2e.polling import eventually
+from tests.integration.hostile_server import Chunked, HostileServer, InterimFlood, TrickleHead
 
 #: The object budget of every source in this module: small, so that a test can pass it.
 BUDGET = 10
@@ -71,7 +73,8 @@ def test_an_account_whose_ids_change_at_every_listing_keeps_at_most_the_budget(
         assert len(held) <= BUDGET
         listed = {m["id"] for m in egp.models()}
         assert listed <= {m["spec"]["modelID"] for m in held}, "a listed model was dropped"
-    assert "longest missing first" in source["status"]["message"]
+    synced = next(c for c in source["status"]["conditions"] if c["type"] == "Synced")
+    assert "longest missing first" in synced["message"]
     [pruned, *_] = source_events(mirror, "MissingPruned")
     assert pruned.type == "Warning"
     assert f"at most {BUDGET} EGPModels" in pruned.message
@@ -164,7 +167,7 @@ def test_an_egpmodel_made_by_hand_for_the_source_is_reported_and_left_alone(
     untouched = mirror.custom.get_namespaced_custom_object(
         GROUP, VERSION, mirror.namespace, MODEL_PLURAL, "made-by-hand"
     )
-    assert "status" not in untouched
+    assert "phase" not in untouched.get("status", {})  # only the CRD's default status
     assert untouched["metadata"]["labels"] == {"team": "a"}
     assert len(source_events(mirror, "UnownedModelsIgnored")) == 1  # said once, not per cycle
 
@@ -199,3 +202,46 @@ def test_a_burst_of_sync_requests_to_a_failing_source_runs_one_cycle(
     assert 1 <= len(refused) <= 2
     assert {r["status"] for r in refused} == {401}
     assert EGP_KEY not in str(mirror.source("src"))
+
+
+def test_a_healthy_tenant_keeps_syncing_beside_hostile_endpoints(
+    egp: FakeEGPServer, mirror: Mirror, api: Any
+) -> None:
+    """Another tenant points sources at endpoints that trickle a header forever, flood
+    interim answers, or send a page as 1-byte chunks with 4 KiB of extensions each: each
+    ends as a bounded failure of its own, and the healthy source's sync request is honoured
+    within a cycle all along."""
+    hostile = {
+        "trickle": TrickleHead(interval=0.2, total=1_000_000),
+        "interim": InterimFlood(count=1_000_000),
+        "extensions": Chunked(body=b'{"items":[]}' * 2000, chunk_size=1, extension_bytes=4096),
+    }
+    other = f"hostile-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    tenant = Mirror(api, other)
+    with contextlib.ExitStack() as servers:
+        for name, behaviour in hostile.items():
+            endpoint = servers.enter_context(HostileServer(behaviour))
+            tenant.create_secret(f"{name}-credentials", EGP_KEY)
+            tenant.create_source(name, endpoint.url, accountID="acct-e2e")
+        egp.add_models(generate_models(5, seed=66))
+        start_source(mirror, egp)
+        wait_mirrored(mirror, 5)
+
+        for round_ in range(3):
+            egp.add_models(generate_models(1, seed=67 + round_))
+            sync_now(mirror)  # within one cycle, or it fails
+            wait_mirrored(mirror, 6 + round_)
+
+        reasons = {
+            name: eventually(
+                lambda name=name: tenant.source_condition(name, "Synced").get("reason"),
+                timeout=120,
+                what=f"the {name} source's first cycle to end",
+            )
+            for name in hostile
+        }
+    assert reasons["interim"] == reasons["extensions"] == "ResponseTooLarge"
+    assert reasons["trickle"] in ("TransportError", "DeadlineExceeded", "Progressing")
+    core.delete_namespace(other)
