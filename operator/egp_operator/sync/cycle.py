@@ -304,14 +304,15 @@ class SourceSyncer:
             process's budget as each page is read."""
             nonlocal kept_bytes
             record = keep_for_mirror(model)
-            kept_bytes += record.kept_bytes
+            size = record.kept_bytes
+            kept_bytes += size
             if kept_bytes > listing_cap:
                 raise ResponseTooLargeError(
                     f"the listing's models take more than {listing_cap} bytes to keep"
                     " (EGP_OPERATOR_MAX_LISTING_BYTES, and 512 bytes a model up to"
                     " EGP_OPERATOR_MAX_MODELS_PER_SOURCE); nothing was changed"
                 )
-            hold.add(record.kept_bytes)
+            hold.add(size)
             return record
 
         async with client:

@@ -1,11 +1,11 @@
 """One budget for the memory that cycles in flight hold, shared by every source of the process.
 
 A cycle holds the bodies it is reading and the records `upstream.py` keeps of its listing
-until its writes are done (a plan holds references to those records, not statuses). One source's listing is bounded by its own caps; this
-bounds them all together, so that sources whose cycles overlap, however many, cannot take the
-operator past its memory limit. Each namespace (each tenant) may hold at most a share of it (a
-quarter, or one largest listing if that is more), so that one tenant's sources cannot take all
-of it from the others.
+until its writes are done (a plan holds references to those records, not statuses). One
+source's listing is bounded by its own caps; this bounds them all together, so that sources
+whose cycles overlap, however many, cannot take the operator past its memory limit. Each
+namespace (each tenant) may hold at most a share of it (a quarter, or one largest listing if
+that is more), so that one tenant's sources cannot take all of it from the others.
 
 A cycle that would go past the budget or its namespace's share ends at once, holding nothing,
 and is retried with the error backoff: it never waits for another cycle to let go (which a

@@ -94,7 +94,9 @@ def keep_for_mirror(model: InferenceModel) -> UpstreamModel:
             "vendorConfiguration": mask_env_vars(model.vendor_configuration),
             "modelMetadata": model.model_metadata,
             "extraFields": {
-                key: value for key, value in model.extra_fields.items() if key not in _NOT_MIRRORED
+                key: value
+                for key, value in (model.__pydantic_extra__ or {}).items()
+                if key not in _NOT_MIRRORED
             }
             or None,
         }
@@ -129,17 +131,15 @@ def mask_env_vars(vendor_configuration: Any) -> Any:
 
 def _bounded_free_form(fields: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The free-form fields that fit, as one compact JSON text, and the ones left out."""
-    kept: dict[str, Any] = {}
+    kept = {name: fields[name] for name in FREE_FORM_FIELDS if fields.get(name) is not None}
     left_out: list[tuple[str, str]] = []
-    for name in FREE_FORM_FIELDS:
-        value = fields.get(name)
-        if value is None:
-            continue
-        if json_depth(value) > MAX_JSON_DEPTH:
-            left_out.append((name, TOO_DEEP))
-            continue
-        kept[name] = value
-    text = _ENCODER.encode(kept)
+    text = _encoded_if_shallow(kept)
+    if text is None:  # some field may nest too deeply: the walk that finds which
+        for name in list(kept):
+            if json_depth(kept[name]) > MAX_JSON_DEPTH:
+                del kept[name]
+                left_out.append((name, TOO_DEEP))
+        text = _ENCODER.encode(kept)
     if _SURROGATE_ESCAPE in text:  # rare: only then the walk that makes it storable
         make_storable(kept)  # the parsed page is the cycle's own, and dropped after
         text = _ENCODER.encode(kept)
@@ -153,14 +153,28 @@ def _bounded_free_form(fields: Mapping[str, Any]) -> tuple[str, tuple[tuple[str,
     return text, tuple(left_out)
 
 
+def _encoded_if_shallow(kept: dict[str, Any]) -> str | None:
+    """`kept` encoded, when it cannot nest deeper than MAX_JSON_DEPTH below its fields: its
+    text opens fewer containers than that in all (counted at C speed), which holds for every
+    real record; else None."""
+    try:
+        text = _ENCODER.encode(kept)
+    except RecursionError:
+        return None
+    return text if text.count("{") + text.count("[") <= MAX_JSON_DEPTH else None
+
+
 def _text(value: str | None) -> str | None:
+    if value is None or (len(value) <= MAX_TEXT_LENGTH and value.isascii()):
+        return value
     return _bounded(value, MAX_TEXT_LENGTH)
 
 
 def _word(value: str | None) -> str | None:
     """A word of EGP's vocabulary, shared by every record that repeats it."""
-    word = _bounded(value, MAX_WORD_LENGTH)
-    return sys.intern(word) if word is not None and len(word) <= _SHARED_WORD_LENGTH else word
+    if value is not None and len(value) <= _SHARED_WORD_LENGTH and value.isascii():
+        return sys.intern(value)  # nearly every value: checked and shared at C speed
+    return _bounded(value, MAX_WORD_LENGTH)
 
 
 def _bounded(value: str | None, limit: int) -> str | None:
