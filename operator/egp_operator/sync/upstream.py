@@ -81,8 +81,10 @@ class UpstreamModel:
         return RECORD_OVERHEAD + sum(len(text) for text in texts if text)
 
     def free_form_fields(self) -> dict[str, Any]:
-        """The free-form fields kept, decoded: a new object at each call, the caller's own."""
-        decoded: dict[str, Any] = json.loads(self.free_form)
+        """The free-form fields kept, decoded: a new object at each call, the caller's own.
+        A whole float is read as the integer the API server would write back (`2.0` is
+        stored as `2`), so that a status reads back equal to what was written."""
+        decoded: dict[str, Any] = _DECODER.decode(self.free_form)
         return decoded
 
 
@@ -115,6 +117,16 @@ def keep_for_mirror(model: InferenceModel) -> UpstreamModel:
         free_form=free_form,
         left_out=left_out,
     )
+
+
+def _as_the_api_server_writes(text: str) -> float | int:
+    """A JSON number with a fraction or an exponent, as Go's encoder writes it back: a whole
+    value below 1e21 without them (`2.0` -> `2`, `1e16` -> `10000000000000000`)."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 1e21 else value
+
+
+_DECODER: Final = json.JSONDecoder(parse_float=_as_the_api_server_writes)
 
 
 def mask_env_vars(vendor_configuration: Any) -> Any:

@@ -9,7 +9,9 @@ import json
 import tracemalloc
 from typing import Any
 
+from egp_operator.egp import InferenceModel
 from egp_operator.sync.mirrored import mirrored_from_object, shared_strings, status_digest
+from egp_operator.sync.upstream import keep_for_mirror
 
 
 def egpmodel(name: str, message: str = "ok", **status: Any) -> dict[str, Any]:
@@ -79,10 +81,29 @@ def test_two_models_share_their_keys_and_short_strings() -> None:
 
 
 def test_a_status_reads_back_as_equal_whatever_the_api_server_did_to_it() -> None:
-    written = {"phase": "Ready", "modelMetadata": {"b": 1.0, "a": [True, None]}, "x": None}
-    stored = {"modelMetadata": {"a": [True, None], "b": 1}, "phase": "Ready"}
+    """As the real API server did with a status (keys sorted; nested nulls kept)."""
+    written = {"phase": "Ready", "modelMetadata": {"b": 1, "a": [True, None], "c": {"d": None}}}
+    stored = {"modelMetadata": {"a": [True, None], "b": 1, "c": {"d": None}}, "phase": "Ready"}
 
     assert status_digest(written) == status_digest(stored)
+
+
+def test_whole_floats_are_built_as_the_api_server_writes_them_back() -> None:
+    """The API server reads `2.0` and writes back `2` (and `1e16` as `10000000000000000`):
+    a status built with the floats would never read back equal, and be written every cycle."""
+    listed = InferenceModel.model_validate(
+        {"id": "m", "model_metadata": {"cpus": 2.0, "big": 1e16, "ratio": 2.5, "huge": 1e300}}
+    )
+
+    metadata = keep_for_mirror(listed).free_form_fields()["modelMetadata"]
+
+    assert metadata == {"cpus": 2, "big": 10_000_000_000_000_000, "ratio": 2.5, "huge": 1e300}
+    assert [type(metadata[key]) for key in ("cpus", "big", "ratio", "huge")] == [
+        int,
+        int,
+        float,
+        float,
+    ]
 
 
 def test_a_changed_status_has_another_digest() -> None:
@@ -91,6 +112,7 @@ def test_a_changed_status_has_another_digest() -> None:
     assert status_digest(status) != status_digest({**status, "phase": "Failed"})
     assert status_digest(status) != status_digest({**status, "modelMetadata": {"replicas": 2}})
     assert status_digest(status) != status_digest({**status, "modelMetadata": {"replicas": True}})
+    assert status_digest(status) != status_digest({**status, "modelMetadata": {"replicas": None}})
 
 
 def test_a_status_too_deep_to_walk_has_no_digest() -> None:
