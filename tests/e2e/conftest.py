@@ -14,13 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from egp_testbench.cluster import ClusterError, LocalControlPlane, find_bin_dir
 from egp_testbench.fake_egp import FakeEGPServer
-from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, Mirror, OperatorProcess, running_operator
-from tests.e2e.polling import eventually
+from tests.e2e.harness import (
+    EGP_ACCOUNT,
+    EGP_KEY,
+    Mirror,
+    OperatorProcess,
+    create_peering,
+    install_crds,
+    running_operator,
+)
 
 E2E_DIR = Path(__file__).parent
 
@@ -130,58 +136,16 @@ def namespace(api: Any) -> Iterator[str]:
 
 # ---- the operator's CRDs -------------------------------------------------------------------
 
-CRDS_DIR = E2E_DIR.parents[1] / "crds"
-
 
 @pytest.fixture(scope="session")
 def crds_installed(control_plane: LocalControlPlane) -> list[str]:
-    """Every CRD under `crds/` (what users install: the generated EGPSource and EGPModel, and
-    kopf's peering), server-side applied once per session; returns their names once all are
-    Established. The files, not the generator: a unit test keeps the two equal."""
-    crds = [
-        document
-        for path in sorted(CRDS_DIR.glob("*.yaml"))
-        for document in yaml.safe_load_all(path.read_text())
-        if document and document.get("kind") == "CustomResourceDefinition"
-    ]
-    names = [crd["metadata"]["name"] for crd in crds]
-    with control_plane.api_client() as api:
-        ext = client.ApiextensionsV1Api(api)
-        for crd in crds:
-            ext.patch_custom_resource_definition(
-                crd["metadata"]["name"],
-                crd,
-                field_manager="egp-e2e",
-                force=True,
-                _content_type="application/apply-patch+yaml",
-            )
-
-        def established(name: str) -> bool:
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
-            return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-        eventually(
-            lambda: all(established(name) for name in names),
-            what=f"CRDs {', '.join(names)} to be established",
-        )
-    return names
+    """The CRDs, installed once per session."""
+    return install_crds(control_plane)
 
 
 @pytest.fixture(scope="session")
 def peering(control_plane: LocalControlPlane, crds_installed: list[str]) -> str:
-    """The ClusterKopfPeering the operator's replicas meet in."""
-    with control_plane.api_client() as api_client:
-        client.CustomObjectsApi(api_client).create_cluster_custom_object(
-            "kopf.dev",
-            "v1",
-            "clusterkopfpeerings",
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": "egp-operator"},
-            },
-        )
-    return "egp-operator"
+    return create_peering(control_plane)
 
 
 @pytest.fixture(scope="module")

@@ -295,3 +295,55 @@ def service_account_kubeconfig(
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+CRDS_DIR = Path(__file__).parents[2] / "crds"
+
+
+def install_crds(plane: LocalControlPlane) -> list[str]:
+    """Every CRD under `crds/` (what users install: the generated EGPSource and EGPModel, and
+    kopf's peering), server-side applied; returns their names once all are Established. The
+    files, not the generator: a unit test keeps the two equal."""
+    crds = [
+        document
+        for path in sorted(CRDS_DIR.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document and document.get("kind") == "CustomResourceDefinition"
+    ]
+    names = [crd["metadata"]["name"] for crd in crds]
+    with plane.api_client() as api:
+        ext = client.ApiextensionsV1Api(api)
+        for crd in crds:
+            ext.patch_custom_resource_definition(
+                crd["metadata"]["name"],
+                crd,
+                field_manager="egp-e2e",
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+
+        def established(name: str) -> bool:
+            conditions = ext.read_custom_resource_definition(name).status.conditions or []
+            return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        eventually(
+            lambda: all(established(name) for name in names),
+            what=f"CRDs {', '.join(names)} to be established",
+        )
+    return names
+
+
+def create_peering(plane: LocalControlPlane) -> str:
+    """The ClusterKopfPeering the operator's replicas meet in."""
+    with plane.api_client() as api_client:
+        client.CustomObjectsApi(api_client).create_cluster_custom_object(
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": "egp-operator"},
+            },
+        )
+    return "egp-operator"
