@@ -35,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
     given = {"liveness_port": args.liveness_port, "metrics_port": args.metrics_port}
     overrides = {name: value for name, value in given.items() if value is not None}
     settings = Settings().model_copy(update=overrides)  # built once; the handlers get it
-    kopf.configure(verbose=args.verbose, log_prefix=True)
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=args.verbose, log_format=log_format, log_prefix=True)
     kopf.run(
         identity=peering_identity(),  # type: ignore[arg-type]  # kopf exports no Identity type
         memo=kopf.Memo(settings=settings, namespaces=tuple(args.namespace or ())),

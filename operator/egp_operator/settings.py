@@ -5,7 +5,7 @@ Per-account choices live on the EGPSource; these are the knobs of the process it
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     priority: int | None = Field(
         default=None,
         description="kopf peering priority; unset picks a random one so replicas never tie",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object a line, with the object each line is about, for a"
+        " log pipeline; `text`: kopf's lines for a person",
     )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="/metrics; 0 turns it off")
     probe_host: str = Field(default="0.0.0.0", description="where /healthz listens")  # noqa: S104

@@ -14,13 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import re
 import secrets
-import shutil
 import ssl
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +33,14 @@ from egp_operator.metrics_server import REVIEW_BURST, REVIEW_RATE
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
-from egp_testbench.processes import free_port, stop_group
+from egp_testbench.processes import free_ports
+from tests.e2e.container import (
+    PodContainer,
+    ServiceAccountFiles,
+    image_name,
+    podman,
+    run_in_image,
+)
 from tests.e2e.harness import (
     EGP_ACCOUNT,
     EGP_KEY,
@@ -658,78 +661,21 @@ def test_a_tenant_can_never_get_another_namespaces_key_sent_anywhere(
         ], "a source of team-a wrote into team-b"
 
 
-# ---- the image's contents, without a Docker engine -------------------------------------------
+# ---- the image, built from the Dockerfile, run as the Deployment runs it ---------------------
 
-#: The image's user (Dockerfile: USER 65532:65532), its only writable folder (an emptyDir in
-#: the Deployment), and what the Dockerfile sets in the environment.
+#: The image's user (Dockerfile: USER 65532:65532).
 IMAGE_USER = 65532
-IMAGE_TMP = "/tmp"  # noqa: S108 - the image's writable folder, not a file made here
-IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HOME": IMAGE_TMP}
-#: System calls that write, create or remove a path; `strace` logs each with its path.
-WRITING_CALLS = ",".join(
-    (
-        *("open", "openat", "creat", "truncate", "chmod", "fchmodat"),
-        *("mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat"),
-        *("link", "linkat", "symlink", "symlinkat"),
-    )
-)
 
 
 @pytest.fixture(scope="module")
-def image_root() -> Iterator[Path]:
-    """A folder the image's user may read and not write, like the image's root filesystem
-    (pytest's own temporary folders are private to root)."""
-    root = Path(tempfile.mkdtemp(prefix="egp-image-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+def image() -> str:
+    return image_name()
 
 
-@pytest.fixture(scope="module")
-def image_venv(image_root: Path) -> Path:
-    """The Dockerfile's build stage, step by step: the project's files copied into /src, the
-    package with its runtime dependencies only (no extras, no test bench) from the package
-    index into a fresh virtualenv, its bytecode compiled ahead."""
-    source = image_root / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(
-        REPO / "operator",
-        source / "operator",
-        ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"),
-    )
-    venv = image_root / "opt" / "egp-operator"
-    for step in (
-        [sys.executable, "-m", "venv", str(venv)],
-        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "."],
-        [
-            str(venv / "bin" / "python"),
-            "-m",
-            "compileall",
-            "-q",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(venv / "lib"),
-        ],
-    ):
-        done = subprocess.run(
-            step, cwd=source, capture_output=True, text=True, check=False, timeout=600
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    shutil.rmtree(source)
-    return venv
-
-
-def test_the_image_holds_the_runtime_dependencies_and_no_test_bench(image_venv: Path) -> None:
-    listed = subprocess.run(
-        [str(image_venv / "bin" / "pip"), "list", "--format=json", "--disable-pip-version-check"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def test_the_image_holds_the_runtime_dependencies_and_no_test_bench(image: str) -> None:
+    listed = run_in_image(image, "-m", "pip", "list", "--format=json", entrypoint="python")
+    assert listed.returncode == 0, listed.stderr
     installed = {package["name"].lower() for package in json.loads(listed.stdout)}
-
     assert "egp-operator" in installed
     assert not installed & {
         "egp-operator-testbench",
@@ -739,55 +685,61 @@ def test_the_image_holds_the_runtime_dependencies_and_no_test_bench(image_venv: 
         "mypy",
         "ruff",
     }
+    config = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]
+    assert config["User"] == f"{IMAGE_USER}:{IMAGE_USER}"  # numeric: runAsNonRoot can check it
+    assert config["Entrypoint"] == ["egp-operator", "run"]
 
 
-def test_the_image_runs_unprivileged_read_only_and_mirrors(
-    kube_bin_dir: Path, installed: Installed, image_root: Path, image_venv: Path, tmp_path: Path
+def _healthz(port: int) -> int | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+    except httpx.TransportError:
+        return None
+
+
+def test_the_image_runs_as_the_deployment_says_and_mirrors(
+    kube_bin_dir: Path, installed: Installed, image: str, tmp_path: Path
 ) -> None:
-    """`egp-operator run` from that virtualenv, as the image runs it: user 65532, HOME=/tmp,
-    a working folder it cannot write, logged in as the ServiceAccount. It mirrors, and it
-    writes, creates or removes nothing outside /tmp (strace sees every attempt)."""
-    namespace = "image-contents"
+    """The image under runc with deploy/'s pod template: its user, a read-only root, no
+    capabilities, the runtime's seccomp profile, its limits and its /tmp emptyDir; logged in
+    through the in-cluster configuration with the ServiceAccount's projected files. Its probe
+    answers, it mirrors, its log is JSON a line, Prometheus's token reads /metrics, and SIGTERM
+    ends it within the grace period."""
+    namespace = "image-pod"
     _tenant(kube_bin_dir, installed, namespace, EGP_KEY)
-    workdir = image_root / "workdir"
-    workdir.mkdir(mode=0o555)
-    kubeconfig = image_root / "kubeconfig"  # readable by the image's user, as a pod's token is
-    shutil.copyfile(installed.kubeconfig, kubeconfig)
-    kubeconfig.chmod(0o644)
-    trace = tmp_path / "strace.log"
-    metrics_port, liveness_port = free_port(), free_port()
-    env = {
-        "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
-        **IMAGE_ENV,
-        "KUBECONFIG": str(kubeconfig),
-        "EGP_OPERATOR_PROBE_HOST": "127.0.0.1",
-        "EGP_OPERATOR_METRICS_PORT": str(metrics_port),
-        "EGP_OPERATOR_LIVENESS_PORT": str(liveness_port),
-        "EGP_OPERATOR_STATUS_HEARTBEAT_SECONDS": "3600",
-    }
-    command = [
-        *("strace", "-f", "-qq", "--seccomp-bpf", "-o", str(trace), "-e", f"trace={WRITING_CALLS}"),
-        *("setpriv", f"--reuid={IMAGE_USER}", f"--regid={IMAGE_USER}", "--clear-groups"),
-        *("egp-operator", "run"),
-    ]
+    deployment = next(doc for doc in installed.base if doc["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == SERVICE_ACCOUNT
+    files = ServiceAccountFiles.write(
+        tmp_path / "serviceaccount",
+        token=service_account_token(installed.cluster, BASE_NAMESPACE, SERVICE_ACCOUNT),
+        ca=installed.cluster.ca_file.read_bytes(),
+        namespace=BASE_NAMESPACE,
+        server=installed.cluster.server,
+    )
+    metrics_port, liveness_port = free_ports(2)
+    pod = PodContainer(
+        image,
+        deployment,
+        pod_name="egp-operator-5d8c7b9f4-x2vq7",
+        service_account=files,
+        # The host's network is shared: loopback only, and ports of their own.
+        env={
+            "EGP_OPERATOR_PROBE_HOST": "127.0.0.1",
+            "EGP_OPERATOR_METRICS_PORT": str(metrics_port),
+            "EGP_OPERATOR_LIVENESS_PORT": str(liveness_port),
+            "EGP_OPERATOR_STATUS_HEARTBEAT_SECONDS": "3600",
+        },
+    )
     upstream = generate_models(4, seed=61)
-    log = tmp_path / "operator.log"
     with (
         installed.cluster.api_client() as api,
         FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as egp,
-        log.open("wb") as output,
     ):
         egp.add_models(upstream)
         apply(kube_bin_dir, installed.cluster.kubeconfig, [_source(namespace, SOURCE, egp.url)])
-        operator = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        pod.start()
         try:
+            eventually(lambda: _healthz(liveness_port) == 200, timeout=120, what="/healthz")
             objects = client.CustomObjectsApi(api)
             eventually(
                 lambda: (
@@ -799,26 +751,34 @@ def test_the_image_runs_unprivileged_read_only_and_mirrors(
                     == len(upstream)
                 ),
                 timeout=120,
-                what="the image's operator to mirror",
+                what="the pod to mirror",
             )
+            status = pod.exec("cat", "/proc/1/status")
+            uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+            assert set(uids) == {str(IMAGE_USER)}
+            written = pod.exec_result("python", "-c", "open('/opt/egp-operator/x', 'w')")
+            assert "Read-only file system" in written.stderr
+            scraped = httpx.get(
+                f"http://127.0.0.1:{metrics_port}/metrics",
+                headers={"Authorization": f"Bearer {installed.metrics_token}"},
+                timeout=5,
+            )
+            assert scraped.status_code == 200
+            assert "egp_operator_models" in scraped.text
+            started = time.monotonic()
+            stopped = pod.stop()
+            took = time.monotonic() - started
+            assert stopped.returncode == 0, stopped.stderr
+            state = pod.inspect()["State"]
         finally:
-            stop_group(operator.pid, timeout=30, running=lambda: operator.poll() is None)
-            print(log.read_text(errors="replace")[-5000:])
-    writes = [line for line in trace.read_text().splitlines() if _writes_outside_tmp(line)]
-    assert not writes, "\n".join(writes[:20])
-    assert "Traceback" not in log.read_text(errors="replace")
-
-
-def _writes_outside_tmp(line: str) -> bool:
-    """An strace line that writes, creates or removes a path other than under /tmp (or the
-    null device): an open for writing, or any of the other WRITING_CALLS."""
-    call = line.split(None, 1)[-1]
-    paths = re.findall(r'"([^"]*)"', call)
-    reads_only = call.startswith(("open(", "openat(")) and not re.search(
-        r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", call
-    )
-    if not paths or reads_only:
-        return False
-    return any(
-        not (path.startswith(IMAGE_TMP + "/") or path in (IMAGE_TMP, "/dev/null")) for path in paths
-    )
+            log = pod.logs()
+            pod.remove()
+            print(log[-5000:])
+    assert state["ExitCode"] == 0, state  # 137: killed at the end of the grace period
+    assert took < pod.grace_seconds
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert all({"message", "severity", "timestamp"} <= line.keys() for line in lines)
+    assert any(line.get("object", {}).get("namespace") == namespace for line in lines)
+    assert not [line for line in lines if "Traceback" in line.get("exc_info", line["message"])]
+    assert "Read-only file system" not in log  # it writes nothing outside /tmp
+    assert EGP_KEY not in log
