@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export EGP_CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: help venv lint format test test-fast image bench bench-soak bench-scale bench-growth kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds chart test-k8s-versions clean
+.PHONY: help venv lint format test test-fast test-pod image node-bins bench bench-soak bench-scale bench-growth kube-bins go-tools prometheus-bins cluster-up cluster-down demo demo-down crds chart test-k8s-versions clean
 
 help:
 	@echo "make test          lint, type-check, build the local control plane if needed, run every test"
 	@echo "make test-fast     unit and integration tests only (no Kubernetes control plane)"
 	@echo "make image         build the operator's image from the Dockerfile with podman (no registry of images)"
+	@echo "make test-pod      the image as a Pod on a local kubelet (chart, deploy/, replicas, upgrade, Prometheus)"
 	@echo "make test-k8s-versions  the e2e operator and install tests on the oldest and newest supported Kubernetes"
 	@echo "make demo          the whole product on loopback: control plane, local EGP, operator"
 	@echo "make demo-down     stop the demo"
@@ -66,13 +67,25 @@ prometheus-bins:
 image:
 	bash tools/image/build.sh
 
+# The local node beside the control plane: Debian's containerd, runc, CNI plugins and catatonit,
+# and the kubelet, kube-scheduler and kube-proxy from the pinned Go modules (tools/node/setup.sh).
+node-bins:
+	bash tools/node/setup.sh
+
 test-fast: venv
 	$(BIN)/pytest tests/unit tests/integration
 
-test: lint kube-bins go-tools prometheus-bins image
-	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
-		EGP_OPERATOR_IMAGE="$$(bash tools/image/build.sh | tail -n 1)" \
-		EGP_PROMETHEUS_BIN_DIR="$$(bash tools/prometheus/install.sh | tail -n 1)" $(BIN)/pytest
+# Every test runs inside a network namespace of its own (tools/node/netns.sh), where the local
+# node's address lives: the Pod tests need it, and nothing else notices (all is on loopback).
+TEST_ENV = EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
+	EGP_OPERATOR_IMAGE="$$(bash tools/image/build.sh | tail -n 1)" \
+	EGP_PROMETHEUS_BIN_DIR="$$(bash tools/prometheus/install.sh | tail -n 1)"
+
+test: lint kube-bins node-bins go-tools prometheus-bins image
+	$(TEST_ENV) bash tools/node/netns.sh $(BIN)/pytest
+
+test-pod: venv kube-bins node-bins go-tools prometheus-bins image
+	$(TEST_ENV) bash tools/node/netns.sh $(BIN)/pytest -s tests/e2e/test_pod.py
 
 # The supported range's oldest and newest Kubernetes (docs/compatibility.md), each pinned in
 # tools/kube/versions/ and built like the default one; `make test` runs the pinned default.

@@ -216,11 +216,12 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise ClusterError(f"openssl {' '.join(args)} failed: {result.stderr.strip()}")
 
 
-def _make_pki(pki: Path) -> None:
+def _make_pki(pki: Path, node_address: str | None = None) -> None:
     """A CA, an API server serving certificate it signed, and the service-account signing key.
 
     Our own CA (rather than the API server's self-signed one) is what the controller manager
-    publishes as kube-root-ca.crt, and what the kubeconfig trusts.
+    publishes as kube-root-ca.crt, and what the kubeconfig trusts. With a node, the serving
+    certificate also names the node's address, where pods reach the API server.
     """
     pki.mkdir(parents=True, exist_ok=True)
     _openssl(
@@ -246,7 +247,8 @@ def _make_pki(pki: Path) -> None:
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
     ]
-    san = ",".join([f"DNS:{n}" for n in names] + ["IP:127.0.0.1", f"IP:{KUBERNETES_SERVICE_IP}"])
+    addresses = ["127.0.0.1", KUBERNETES_SERVICE_IP, *([node_address] if node_address else [])]
+    san = ",".join([f"DNS:{n}" for n in names] + [f"IP:{a}" for a in addresses])
     _openssl(
         "req",
         "-x509",
@@ -330,12 +332,14 @@ class LocalControlPlane:
         directory: Path | str,
         *,
         controllers: tuple[str, ...] = DEFAULT_CONTROLLERS,
+        node_address: str | None = None,
         ready_timeout: float = 120.0,
         stop_timeout: float = 20.0,
     ) -> None:
         self.bin_dir = Path(bin_dir).resolve()
         self.dir = Path(directory).resolve()
         self.controllers = controllers
+        self.node_address = node_address
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.kubeconfig = self.dir / KUBECONFIG_FILE
@@ -417,7 +421,7 @@ class LocalControlPlane:
             raise
 
     def _write_config(self) -> None:
-        _make_pki(self.pki_dir)
+        _make_pki(self.pki_dir, self.node_address)
         self.admin_token = secrets.token_hex(24)
         kcm_token = secrets.token_hex(24)
         # token,user,uid,"group1,group2": admin is all-powerful; the controller manager
@@ -456,8 +460,7 @@ class LocalControlPlane:
         pki = self.pki_dir
         return [
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *self._address_args(),
             f"--secure-port={self.api_port}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -470,9 +473,26 @@ class LocalControlPlane:
             "--authorization-mode=RBAC",
             # Added to the defaults (which already hold them) to state what tests rely on.
             "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount",
-            # No kubelet or node will ever serve the `kubernetes` Service's endpoints.
-            "--endpoint-reconciler-type=none",
             "--profiling=false",
+        ]
+
+    def _address_args(self) -> list[str]:
+        """On loopback alone, or with a node: then also on the node's address (inside the
+        network namespace the node runs in), which the `kubernetes` Service's endpoints name,
+        so that pods reach the API server through its Service as in a real cluster."""
+        if self.node_address is None:
+            # No kubelet or node will ever serve the `kubernetes` Service's endpoints.
+            return [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+            ]
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self.node_address}",
+            # For logs and exec, reach the kubelet at the node's address, never by a name that
+            # would need a DNS server.
+            "--kubelet-preferred-address-types=InternalIP",
         ]
 
     def _controller_manager_args(self) -> list[str]:
@@ -493,9 +513,19 @@ class LocalControlPlane:
             "--profiling=false",
         ]
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def run_beside(self, name: str, executable: Path, args: list[str]) -> None:
+        """Start another process that lives and dies with the control plane (a node's), logged
+        in ``logs/<name>.log``; `stop` stops it before the control plane's own, in the
+        reverse of the order they started."""
+        self._spawn(name, args, executable)
+
+    def wait_for(self, what: str, timeout: float, check: Callable[[], bool]) -> None:
+        """Poll ``check()`` until it is true, failing fast if any process died meanwhile."""
+        self._wait(what, time.monotonic() + timeout, check)
+
+    def _spawn(self, name: str, args: list[str], executable: Path | None = None) -> None:
         """Start one binary in its own session, its output going to ``logs/<name>.log``."""
-        cmd = [str(self.bin_dir / name), *args]
+        cmd = [str(executable or self.bin_dir / name), *args]
         # Killed with us even if we die by SIGKILL or os._exit (where atexit does not run).
         # Linux ties this to the forking *thread*, so only do it from the main thread.
         if (

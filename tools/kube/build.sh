@@ -5,6 +5,8 @@
 #
 # Usage: tools/kube/build.sh          build if needed; the last stdout line is the bin dir
 #        tools/kube/build.sh --check  print the bin dir and exit 0 if it is complete, else exit 1
+#        --node (with either)         also the node's kubelet, kube-scheduler and kube-proxy
+#                                     (tools/node/setup.sh; the pinned default version only)
 #
 # Environment:
 #   EGP_KUBE_CACHE    cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/egp-operator/kube)
@@ -15,6 +17,16 @@
 # docs/control-plane.md for measured figures. Binaries are built under a temporary name and
 # renamed into place, so an interrupted build is never mistaken for a finished one.
 set -euo pipefail
+
+check=false
+node=false
+for arg in "$@"; do
+  case "$arg" in
+    --check) check=true ;;
+    --node) node=true ;;
+    *) echo "build.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
@@ -50,6 +62,13 @@ targets=(
   "kubectl=k8s.io/kubernetes/cmd/kubectl"
   "etcd=egp-operator/tools/kube/cmd/etcd"
 )
+if $node; then
+  targets+=(
+    "kubelet=k8s.io/kubernetes/cmd/kubelet"
+    "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler"
+    "kube-proxy=k8s.io/kubernetes/cmd/kube-proxy"
+  )
+fi
 
 complete() {
   local t
@@ -58,7 +77,7 @@ complete() {
   done
 }
 
-if [[ "${1:-}" == "--check" ]]; then
+if $check; then
   if complete; then
     echo "$bin"
     exit 0
