@@ -46,8 +46,9 @@ COPY pause /pause
 USER 65535:65535
 ENTRYPOINT ["/pause", "-P"]
 """
-#: Every pod's cgroup is under this one (in each v1 hierarchy), which netns.sh empties at the end.
-CGROUP_ROOT = "/egp-node"
+#: Every pod's cgroup is under this one (in each v1 hierarchy): netns.sh names one per run, and
+#: empties it at the end.
+CGROUP_ROOT = os.environ.get("EGP_NODE_CGROUP", "/egp-node")
 CGROUP_V1 = Path("/sys/fs/cgroup")
 #: The control plane's controllers a node needs, added to the usual ones: Deployments make
 #: ReplicaSets make Pods, a new node loses its not-ready taint once its kubelet is Ready, and

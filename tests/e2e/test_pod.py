@@ -496,3 +496,20 @@ def test_deploy_runs_the_image_too(node: Node) -> None:
     name = pod["metadata"]["name"]
     eventually(lambda: _cycles(node.logs(name)), timeout=60, what="deploy/'s pod to sync")
     assert node.models() == len(UPSTREAM)
+
+
+@pytest.mark.usefixtures("node")  # inside the node's namespace
+def test_nothing_in_the_namespace_tried_another_address() -> None:
+    """netns.sh refuses, and counts, every packet sent or forwarded to an address outside
+    loopback, the node's range and link-local multicast: none was, by the node, the pods or
+    any test run in the namespace before this one. (To see one: `sysctl
+    net.netfilter.nf_log_all_netns=1` and a LOG rule before the REJECT.)"""
+    for chain in ("OUTPUT", "FORWARD"):
+        listed = subprocess.run(
+            ["iptables", "-n", "-v", "-x", "-L", chain],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        [refused] = [line.split() for line in listed if "REJECT" in line]
+        assert refused[0] == "0", f"{refused[0]} packet(s) to another address: {chain}"
