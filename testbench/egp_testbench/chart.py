@@ -41,7 +41,15 @@ COPIED: Final = {
     "files/prometheusrule.yaml": "deploy/monitoring/prometheusrule.yaml",
     "files/grafana-dashboard.json": "deploy/monitoring/grafana-dashboard.json",
 }
-_KEYWORDS: Final = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "items")
+_KEYWORDS: Final = (
+    "type",
+    "enum",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "items",
+)
 
 
 def settings_schema() -> dict[str, Any]:

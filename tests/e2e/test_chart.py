@@ -163,7 +163,10 @@ def test_the_schema_refuses_a_wrong_value_by_its_name(
 
 def test_every_setting_reaches_the_operator_under_its_own_name(helm: Path, tmp_path: Path) -> None:
     def sample(spec: dict[str, Any]) -> Any:
-        """A value the schema accepts: the least allowed number, or one of the type's."""
+        """A value the schema accepts: its first choice, the least allowed number, or one of
+        the type's."""
+        if "enum" in spec:
+            return spec["enum"][0]
         if spec["type"] in ("integer", "number"):
             return spec.get("minimum", spec.get("exclusiveMinimum", 0) + 1)
         return {"boolean": False, "string": "x", "array": ["a", "b"]}[spec["type"]]
