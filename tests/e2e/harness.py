@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer
 from egp_testbench.operator_process import OPERATOR_COMMAND
 from egp_testbench.operator_process import OperatorProcess as OperatorProcess
+from egp_testbench.processes import free_port, stop_group
 from tests.e2e.polling import eventually
 
 EGP_KEY = "sk-e2e-7c1f0b5a9d3e"
@@ -347,3 +349,48 @@ def create_peering(plane: LocalControlPlane) -> str:
             },
         )
     return "egp-operator"
+
+
+@contextmanager
+def running_prometheus(bin_dir: Path, config: dict[str, Any], directory: Path) -> Iterator[str]:
+    """Debian's Prometheus with `config` (files it names are relative to `directory`), on a
+    loopback port, until it is ready; yields its base URL, and stops it after."""
+    (directory / "prometheus.yaml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log_path = directory / "prometheus.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(bin_dir / "prometheus"),
+                f"--config.file={directory / 'prometheus.yaml'}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            cwd=directory,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(ready, timeout=30, what="Prometheus to be ready")
+        yield url
+    finally:
+        stop_group(process.pid, timeout=15, running=lambda: process.poll() is None)
+
+
+def prometheus_query(url: str, expression: str) -> list[dict[str, Any]]:
+    """The instant vector `expression` evaluates to now (empty while Prometheus cannot say)."""
+    try:
+        answer = httpx.get(f"{url}/api/v1/query", params={"query": expression}, timeout=5)
+    except httpx.TransportError:
+        return []
+    return list(answer.json()["data"]["result"]) if answer.status_code == 200 else []

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from kubernetes import client, watch
@@ -32,10 +31,15 @@ from egp_testbench.chart import CHART
 from egp_testbench.cluster import DEFAULT_CONTROLLERS, LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from egp_testbench.node import NODE_ADDRESS, NODE_CONTROLLERS, LocalNode, in_node_namespace
-from egp_testbench.processes import free_port, stop_group
 from tests.e2e.conftest import go_tool
 from tests.e2e.container import image_name
-from tests.e2e.harness import EGP_ACCOUNT, EGP_KEY, service_account_token
+from tests.e2e.harness import (
+    EGP_ACCOUNT,
+    EGP_KEY,
+    prometheus_query,
+    running_prometheus,
+    service_account_token,
+)
 from tests.e2e.polling import eventually
 from tests.manifests import kustomize
 
@@ -290,47 +294,20 @@ def test_prometheus_scrapes_the_pod_as_the_service_monitor_says(
     token_file = tmp_path / "token"
     token_file.write_text(service_account_token(node.cluster, MONITORING, PROMETHEUS))
     config = {"scrape_configs": [_service_monitor_scrape_config(monitor, token_file, node)]}
-    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(prometheus_bin_dir / "prometheus"),
-                f"--config.file={tmp_path / 'prometheus.yaml'}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-
-        def query(expression: str) -> list[dict[str, Any]]:
-            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
-            try:
-                answer = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/query", params={"query": expression}, timeout=5
-                )
-            except httpx.TransportError:
-                return []
-            return list(answer.json()["data"]["result"]) if answer.status_code == 200 else []
-
+    with running_prometheus(prometheus_bin_dir, config, tmp_path) as url:
         [pod] = node.pods()
         up = eventually(
-            lambda: [s for s in query("up") if s["value"][1] == "1"],
+            lambda: [s for s in prometheus_query(url, "up") if s["value"][1] == "1"],
             timeout=60,
             what="Prometheus to scrape the pod",
         )
         assert [s["metric"]["pod"] for s in up] == [pod["metadata"]["name"]]
         models = eventually(
-            lambda: query(f'egp_operator_models{{namespace="{TENANT}"}}'),
+            lambda: prometheus_query(url, f'egp_operator_models{{namespace="{TENANT}"}}'),
             timeout=30,
             what="the tenant's series",
         )
         assert sum(float(s["value"][1]) for s in models) == len(UPSTREAM)
-    finally:
-        stop_group(process.pid, timeout=15, running=lambda: process.poll() is None)
 
 
 class PodStates:

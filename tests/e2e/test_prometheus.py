@@ -15,7 +15,6 @@ ClusterRole egp-operator-metrics-reader; a second job without a token is refused
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,13 +27,13 @@ import yaml
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from egp_testbench.operator_process import OperatorProcess
-from egp_testbench.processes import free_port, stop_group
 from tests.e2e.harness import (
     EGP_ACCOUNT,
     EGP_KEY,
     Mirror,
     metrics_reader_token,
     running_operator,
+    running_prometheus,
     start_source,
 )
 from tests.e2e.polling import eventually
@@ -116,35 +115,8 @@ def prometheus(
             {"job_name": "anonymous", "honor_labels": True, "static_configs": [target]},
         ],
     }
-    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(prometheus_bin_dir / "prometheus"),
-                f"--config.file={tmp_path / 'prometheus.yaml'}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        eventually(ready, timeout=30, what="Prometheus to be ready")
+    with running_prometheus(prometheus_bin_dir, config, tmp_path) as url:
         yield url
-    finally:
-        stop_group(process.pid, timeout=15, running=lambda: process.poll() is None)
 
 
 def ready_models(count: int, seed: int) -> list[dict[str, Any]]:
