@@ -77,8 +77,9 @@ test-fast: venv
 
 # Every test runs inside a network namespace of its own (tools/node/netns.sh), where the local
 # node's address lives: the Pod tests need it, and nothing else notices (all is on loopback).
+# The image is built by its prerequisite; --check only names it, without a second build.
 TEST_ENV = EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
-	EGP_OPERATOR_IMAGE="$$(bash tools/image/build.sh | tail -n 1)" \
+	EGP_OPERATOR_IMAGE="$$(bash tools/image/build.sh --check | tail -n 1)" \
 	EGP_PROMETHEUS_BIN_DIR="$$(bash tools/prometheus/install.sh | tail -n 1)"
 
 test: lint kube-bins node-bins go-tools prometheus-bins image

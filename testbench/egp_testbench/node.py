@@ -86,7 +86,7 @@ def _run(*command: str, stdin: bytes | None = None, timeout: float = 300) -> byt
 def _which(name: str) -> Path:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if not found:
-        raise ClusterError(f"{name} is not installed (tools/node/build.sh installs it)")
+        raise ClusterError(f"{name} is not installed (tools/node/setup.sh installs it)")
     return Path(found)
 
 
@@ -110,7 +110,6 @@ class LocalNode:
         self.images = tuple(images)
         self.ready_timeout = ready_timeout
         self.containerd_socket = self.dir / "containerd" / "containerd.sock"
-        self.kubelet_port = self.kubelet_healthz_port = 0
 
     def start(self) -> None:
         if not in_node_namespace():
@@ -121,8 +120,8 @@ class LocalNode:
             raise ClusterError(f"the control plane must be started with {NODE_ADDRESS=}")
         self.dir.mkdir(parents=True, exist_ok=True)
         (
-            self.kubelet_port,
-            self.kubelet_healthz_port,
+            kubelet_port,
+            kubelet_healthz_port,
             scheduler_port,
             proxy_healthz_port,
             proxy_metrics_port,
@@ -152,7 +151,7 @@ class LocalNode:
             "kubelet",
             self.bin_dir / "kubelet",
             [
-                f"--config={self._kubelet_config()}",
+                f"--config={self._kubelet_config(kubelet_port, kubelet_healthz_port)}",
                 f"--kubeconfig={kubeconfig}",
                 f"--hostname-override={NODE_NAME}",
                 f"--node-ip={NODE_ADDRESS}",
@@ -279,7 +278,7 @@ state = "{root / "state"}"
 
     # ---- configuration ---------------------------------------------------------------------
 
-    def _kubelet_config(self) -> Path:
+    def _kubelet_config(self, port: int, healthz_port: int) -> Path:
         path = self.dir / "kubelet.yaml"
         (self.dir / "resolv.conf").write_text("")
         config = {
@@ -293,10 +292,10 @@ state = "{root / "state"}"
             "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
             "address": NODE_ADDRESS,
-            "port": self.kubelet_port,
+            "port": port,
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
-            "healthzPort": self.kubelet_healthz_port,
+            "healthzPort": healthz_port,
             # The API server reaches it for logs and exec without a client certificate.
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},

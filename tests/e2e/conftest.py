@@ -7,7 +7,6 @@ each test works in its own namespace so tests do not see each other's objects.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.e2e.harness import (
     EGP_KEY,
     Mirror,
     OperatorProcess,
+    checked_tool,
     create_peering,
     install_crds,
     running_operator,
@@ -53,13 +53,7 @@ def kube_bin_dir() -> Path:
 def go_tool(name: str) -> Path:
     """A CLI of tools/ (`make go-tools` builds them, `make test` too); missing, the tests
     that need it fail rather than skip."""
-    checked = subprocess.run(
-        ["bash", str(E2E_DIR.parents[1] / "tools" / name / "build.sh"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    found = checked.stdout.strip().splitlines()[-1] if checked.returncode == 0 else ""
+    found = checked_tool(f"{name}/build.sh")
     binary = Path(found) / name if found else None
     if binary is None or not os.access(binary, os.X_OK):
         pytest.fail(f"{name} is not built: `make go-tools` (make test does it)")
@@ -88,15 +82,7 @@ def kube_state_metrics() -> Path:
 def prometheus_bin_dir() -> Path:
     """Debian's `prometheus` and `promtool`, unpacked by `make prometheus-bins` (make test
     does it); missing, the tests that need them fail rather than skip."""
-    found = os.environ.get("EGP_PROMETHEUS_BIN_DIR")
-    if not found:
-        checked = subprocess.run(
-            ["bash", str(E2E_DIR.parents[1] / "tools" / "prometheus" / "install.sh"), "--check"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        found = checked.stdout.strip().splitlines()[-1] if checked.returncode == 0 else ""
+    found = os.environ.get("EGP_PROMETHEUS_BIN_DIR") or checked_tool("prometheus/install.sh")
     bin_dir = Path(found) if found else None
     if bin_dir is None or not all(
         os.access(bin_dir / tool, os.X_OK) for tool in ("prometheus", "promtool")

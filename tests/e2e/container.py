@@ -24,7 +24,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-REPO = Path(__file__).parents[2]
+from tests.e2e.harness import checked_tool
+
+#: The image's user (Dockerfile: USER 65532:65532).
+IMAGE_USER = 65532
 #: Where the in-cluster configuration reads the ServiceAccount's token, CA and namespace.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -32,18 +35,16 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 def image_name() -> str:
     """The image `make image` built (`EGP_OPERATOR_IMAGE`, or the build script's default);
     missing, the tests that need it fail rather than skip."""
-    named = os.environ.get("EGP_OPERATOR_IMAGE")
-    if named:
-        return named
-    checked = subprocess.run(
-        ["bash", str(REPO / "tools" / "image" / "build.sh"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if checked.returncode != 0:
+    named = os.environ.get("EGP_OPERATOR_IMAGE") or checked_tool("image/build.sh")
+    if not named:
         pytest.fail("the operator's image is not built: `make image` (make test does it)")
-    return checked.stdout.strip().splitlines()[-1]
+    return named
+
+
+def uids_of(proc_status: str) -> set[str]:
+    """The real, effective, saved and file-system user ids a `/proc/<pid>/status` gives."""
+    line = next(line for line in proc_status.splitlines() if line.startswith("Uid:"))
+    return set(line.split()[1:])
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -64,17 +64,7 @@ class Mirror:
         return next((c for c in conditions if c["type"] == type_), {})
 
     def create_source(self, name: str, base_url: str, **spec: Any) -> dict[str, Any]:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "EGPSource",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {
-                "baseURL": base_url,
-                "credentialsSecretRef": {"name": f"{name}-credentials"},
-                "refreshInterval": "10s",
-                **spec,
-            },
-        }
+        body = source_body(self.namespace, name, base_url, **spec)
         created: dict[str, Any] = self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, SOURCE_PLURAL, body
         )
@@ -394,3 +384,37 @@ def prometheus_query(url: str, expression: str) -> list[dict[str, Any]]:
     except httpx.TransportError:
         return []
     return list(answer.json()["data"]["result"]) if answer.status_code == 200 else []
+
+
+def source_body(
+    namespace: str, name: str, base_url: str, *, secret: str | None = None, **spec: Any
+) -> dict[str, Any]:
+    """An EGPSource as the tests write it: its Secret `<name>-credentials` unless named, a
+    10 s interval, and whatever else `spec` says."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EGPSource",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "baseURL": base_url,
+            "credentialsSecretRef": {"name": secret or f"{name}-credentials"},
+            "refreshInterval": "10s",
+            **spec,
+        },
+    }
+
+
+TOOLS_DIR = Path(__file__).parents[2] / "tools"
+
+
+def checked_tool(script: str) -> str | None:
+    """What `tools/<script> --check` prints last (where it put what it builds or installs),
+    or None when that is not there yet."""
+    checked = subprocess.run(
+        ["bash", str(TOOLS_DIR / script), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = checked.stdout.strip().splitlines()
+    return lines[-1] if checked.returncode == 0 and lines else None

@@ -35,11 +35,13 @@ from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from egp_testbench.processes import free_ports
 from tests.e2e.container import (
+    IMAGE_USER,
     PodContainer,
     ServiceAccountFiles,
     image_name,
     podman,
     run_in_image,
+    uids_of,
 )
 from tests.e2e.harness import (
     EGP_ACCOUNT,
@@ -49,6 +51,7 @@ from tests.e2e.harness import (
     metrics_text,
     service_account_kubeconfig,
     service_account_token,
+    source_body,
 )
 from tests.e2e.polling import eventually
 from tests.manifests import kustomize
@@ -559,17 +562,7 @@ def _tenant(bin_dir: Path, installed: Installed, namespace: str, api_key: str) -
 
 
 def _source(namespace: str, name: str, base_url: str, secret: str = SECRET) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EGPSource",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "baseURL": base_url,
-            "accountID": EGP_ACCOUNT,
-            "credentialsSecretRef": {"name": secret},
-            "refreshInterval": "10s",
-        },
-    }
+    return source_body(namespace, name, base_url, secret=secret, accountID=EGP_ACCOUNT)
 
 
 def test_a_tenant_can_never_get_another_namespaces_key_sent_anywhere(
@@ -662,9 +655,6 @@ def test_a_tenant_can_never_get_another_namespaces_key_sent_anywhere(
 
 
 # ---- the image, built from the Dockerfile, run as the Deployment runs it ---------------------
-
-#: The image's user (Dockerfile: USER 65532:65532).
-IMAGE_USER = 65532
 
 
 @pytest.fixture(scope="module")
@@ -763,8 +753,7 @@ def test_the_image_runs_as_the_deployment_says_and_mirrors(
                 what="the pod to mirror",
             )
             status = pod.exec("cat", "/proc/1/status")
-            uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
-            assert set(uids) == {str(IMAGE_USER)}
+            assert uids_of(status) == {str(IMAGE_USER)}
             written = pod.exec_result("python", "-c", "open('/opt/egp-operator/x', 'w')")
             assert "Read-only file system" in written.stderr
             scraped = httpx.get(

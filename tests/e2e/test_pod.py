@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,19 +26,21 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from egp_operator.resources.models import GROUP, MODEL_PLURAL, VERSION
+from egp_operator.resources.models import GROUP, MODEL_PLURAL
 from egp_testbench.chart import CHART
 from egp_testbench.cluster import DEFAULT_CONTROLLERS, LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from egp_testbench.node import NODE_ADDRESS, NODE_CONTROLLERS, LocalNode, in_node_namespace
 from tests.e2e.conftest import go_tool
-from tests.e2e.container import image_name
+from tests.e2e.container import IMAGE_USER, image_name, uids_of
 from tests.e2e.harness import (
     EGP_ACCOUNT,
     EGP_KEY,
+    checked_tool,
     prometheus_query,
     running_prometheus,
     service_account_token,
+    source_body,
 )
 from tests.e2e.polling import eventually
 from tests.manifests import kustomize
@@ -53,7 +55,6 @@ REFRESH_SECONDS = 10
 MONITORING, PROMETHEUS = "monitoring", "prometheus"
 OPERATOR_PODS = "app.kubernetes.io/component=operator"
 UPSTREAM = generate_models(5, seed=83)
-IMAGE_USER = 65532
 #: The longest a source goes unsynced when the working replica is deleted (docs/install.md):
 #: the standby resumes once the leaver's peering entry is gone, and syncs within an interval.
 HANDOVER_SECONDS = REFRESH_SECONDS + 20
@@ -63,15 +64,10 @@ STOP_SECONDS = 30
 
 
 def _node_bin_dir() -> Path:
-    checked = subprocess.run(
-        ["bash", str(REPO / "tools" / "node" / "setup.sh"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if checked.returncode != 0:
-        pytest.fail(f"the node's binaries are missing: `make node-bins`\n{checked.stderr}")
-    return Path(checked.stdout.strip().splitlines()[-1])
+    found = checked_tool("node/setup.sh")
+    if found is None:
+        pytest.fail("the node's packages or binaries are missing: `make node-bins`")
+    return Path(found)
 
 
 @dataclass
@@ -85,7 +81,6 @@ class Node:
     image: str
     egp: FakeEGPServer
     work: Path
-    values: dict[str, Any] = field(default_factory=dict)
 
     def run(
         self, tool: Path, *args: str, stdin: str | None = None
@@ -107,7 +102,6 @@ class Node:
     def helm_release(self, verb: str, values: dict[str, Any]) -> None:
         """`helm install` or `helm upgrade`, waiting (as `--wait` does) for the Deployment's
         pods to be Ready through their probes."""
-        self.values = values
         path = self.work / f"values-{verb}-{time.monotonic_ns()}.yaml"
         path.write_text(yaml.safe_dump(values))
         extra = ["--create-namespace"] if verb == "install" else []
@@ -201,23 +195,13 @@ def _values(image: str, **more: Any) -> dict[str, Any]:
     }
 
 
-def _source(base_url: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EGPSource",
-        "metadata": {"name": SOURCE, "namespace": TENANT},
-        "spec": {
-            "baseURL": base_url,
-            "accountID": EGP_ACCOUNT,
-            "credentialsSecretRef": {"name": SECRET},
-            "refreshInterval": f"{REFRESH_SECONDS}s",
-        },
-    }
-
-
 def test_the_chart_runs_the_image_as_a_ready_pod_that_mirrors(node: Node) -> None:
     node.helm_release("install", _values(node.image))
-    node.kubectl_ok("apply", "--server-side", "-f", "-", stdin=json.dumps(_source(node.egp.url)))
+    source = source_body(
+        TENANT, SOURCE, node.egp.url,
+        secret=SECRET, accountID=EGP_ACCOUNT, refreshInterval=f"{REFRESH_SECONDS}s",
+    )  # fmt: skip
+    node.kubectl_ok("apply", "--server-side", "-f", "-", stdin=json.dumps(source))
     eventually(lambda: node.models() == len(UPSTREAM), timeout=120, what="the pod to mirror")
 
     [pod] = node.pods()
@@ -226,15 +210,18 @@ def test_the_chart_runs_the_image_as_a_ready_pod_that_mirrors(node: Node) -> Non
     [container] = pod["status"]["containerStatuses"]
     assert container["restartCount"] == 0
     status = node.kubectl_ok("exec", "-n", NAMESPACE, name, "--", "cat", "/proc/1/status")
-    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
-    assert set(uids) == {str(IMAGE_USER)}
+    assert uids_of(status) == {str(IMAGE_USER)}
     written = node.run(
         node.kubectl, "exec", "-n", NAMESPACE, name, "--", "python", "-c", "open('/x', 'w')"
     )
     assert written.returncode != 0
     assert "Read-only file system" in written.stderr
-    lines = eventually(lambda: node.logs(name) if _cycles(node.logs(name)) else None,
-                       timeout=60, what="a cycle in the pod's log")  # fmt: skip
+
+    def logged_a_cycle() -> list[dict[str, Any]] | None:
+        lines = node.logs(name)
+        return lines if _cycles(lines) else None
+
+    lines = eventually(logged_a_cycle, timeout=60, what="a cycle in the pod's log")
     assert all({"message", "severity", "timestamp"} <= line.keys() for line in lines)
     assert any(line.get("object", {}).get("namespace") == TENANT for line in lines)
     assert EGP_KEY not in json.dumps(lines)
