@@ -44,6 +44,11 @@ MAX_MESSAGE_LENGTH: Final = 1024
 #: How much of an upstream value (an id, an error detail) a message quotes.
 MAX_QUOTED_LENGTH: Final = 120
 
+#: An API key read from a Secret: EGP's keys are a few dozen characters, and the key goes into a
+#: header of every request. A longer value is refused (SecretKeyInvalid), and a Secret watch
+#: keeps no more of any value than this.
+MAX_API_KEY_BYTES: Final = 4096
+
 #: Events posted per cycle of one source; past it one aggregate Event on the source says how
 #: many more models changed phase.
 MAX_EVENTS_PER_CYCLE: Final = 50

@@ -30,8 +30,10 @@ from egp_operator.resources.models import (
 )
 from egp_operator.scheduling import SourceSchedule
 from egp_operator.settings import Settings
+from egp_operator.sync.applier import SourceIdentity
 from egp_operator.sync.cycle import CycleReport, SourceSyncer, SpecOfGeneration, read_spec
 from egp_operator.sync.mirrored import MirroredModel, mirrored_from_object
+from egp_operator.sync.secret_watches import SecretWatches
 from egp_operator.vocabulary import SYNCED
 from egp_operator.wakeups import Wakeups
 
@@ -57,12 +59,20 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    kube = KubeClient(load_configuration(), concurrency=operator_settings.kube_concurrency)
+    kube = KubeClient(
+        load_configuration(),
+        concurrency=operator_settings.kube_concurrency,
+        max_watches=operator_settings.max_secret_watches,
+    )
     memo.kube = kube
     memo.settings = operator_settings
-    memo.syncer = SourceSyncer(kube, operator_settings)
-    memo.collector = FrozenAfterCycles()
     memo.wakeups = Wakeups()
+    secret_watches = SecretWatches(
+        kube, max_watches=operator_settings.max_secret_watches, on_change=memo.wakeups.wake
+    )
+    metrics.count_secrets_in_use(secret_watches.counts)
+    memo.syncer = SourceSyncer(kube, operator_settings, secret_watches=secret_watches)
+    memo.collector = FrozenAfterCycles()
     namespaces: tuple[str, ...] = getattr(memo, "namespaces", ())
     await refuse_to_overlap(kube, operator_settings.peering_name, namespaces)
     await ensure_peering(kube, operator_settings.peering_name, namespaces)
@@ -181,7 +191,8 @@ async def sync_source(
         # A wake-up ends the sleep at once, but no cycle starts sooner than the spacing allows:
         # wake-ups meanwhile are one and the same, and the count of failures is kept.
         await wakeups.sleep(stopped, None, schedule.spacing_left(time.monotonic()))
-    syncer.forget(str(body.get("metadata", {}).get("uid", "")))
+    uid = str(body.get("metadata", {}).get("uid", ""))
+    syncer.forget(SourceIdentity(namespace or "", name, uid))
     if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
         metrics.forget_source(namespace or "", name)
 

@@ -15,6 +15,7 @@ import asyncio
 import json
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Final, Protocol
 from urllib.parse import quote
 
@@ -30,6 +31,11 @@ MERGE_PATCH: Final = "application/merge-patch+json"
 #: client's refresh hook (a kubeconfig reload, or a token file read), which cost ~4% of the
 #: operator's CPU when done for every write; rotated tokens are still picked up within this.
 TOKEN_REUSE_SECONDS: Final = 10.0
+#: The longest line of a watch stream (one event, a whole object): the API server stores no
+#: object over 1.5 MiB, and JSON with base64 values adds a third. A longer line ends the watch.
+MAX_WATCH_EVENT_BYTES: Final = 3 * 1024 * 1024
+#: A watch stream with no byte for this long past its own timeout is taken as dead.
+WATCH_READ_GRACE_SECONDS: Final = 30.0
 
 
 class KubeError(Exception):
@@ -85,6 +91,21 @@ class KubeAPI(Protocol):
     async def delete(self, path: str) -> Any: ...
 
 
+class WatchError(Exception):
+    """A watch stream that ended on an error: no answer, a refusal, or a broken line."""
+
+
+class KubeWatcher(Protocol):
+    """Watch streams against the API server (a Secret watch's way in; tests use a fake)."""
+
+    async def list_objects(self, path: str, params: dict[str, str]) -> Any: ...
+
+    def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """The events of `GET path?watch=true&...` as the API server streams them, until it
+        ends the stream; WatchError (or KubeError for an error status) when it breaks."""
+        ...
+
+
 class KubeClient:
     """JSON requests against the API server, at most `concurrency` at a time.
 
@@ -93,7 +114,9 @@ class KubeClient:
     Create it inside a running event loop.
     """
 
-    def __init__(self, configuration: Configuration, *, concurrency: int = 16) -> None:
+    def __init__(
+        self, configuration: Configuration, *, concurrency: int = 16, max_watches: int = 0
+    ) -> None:
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
         if not configuration.verify_ssl:
             context.check_hostname = False
@@ -102,10 +125,19 @@ class KubeClient:
             context.load_cert_chain(configuration.cert_file, configuration.key_file)
         self._configuration = configuration
         self._base = configuration.host.rstrip("/")
+        headers = {"Accept": "application/json", "User-Agent": "egp-operator"}
         self._http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency, ssl=context),
             timeout=aiohttp.ClientTimeout(total=30.0),
-            headers={"Accept": "application/json", "User-Agent": "egp-operator"},
+            headers=headers,
+        )
+        # Watches hold their connection for minutes: a pool of their own, so that they never
+        # take the slots of the cycles' requests. HTTP/1.1, one connection per watch
+        # (bench/FINDINGS.md section 11 says why not HTTP/2, and what one costs).
+        self._watch_http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(max_watches, 1), ssl=context),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30.0),
+            headers=headers,
         )
         self._slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
@@ -114,6 +146,7 @@ class KubeClient:
 
     async def aclose(self) -> None:
         await self._http.close()
+        await self._watch_http.close()
 
     def _auth_headers(self) -> dict[str, str]:
         """Re-read every few seconds, so rotated tokens are used."""
@@ -133,7 +166,9 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
+        verb: str | None = None,
     ) -> Any:
+        """`verb` names the request in the metric when it is not the method (LIST)."""
         if body is None or isinstance(body, str):
             content = body  # nothing, or JSON the caller encoded
         else:
@@ -142,7 +177,7 @@ class KubeClient:
         if content is not None:
             headers["Content-Type"] = content_type
         async with self._slots:
-            metrics.KUBE_REQUESTS.labels(method).inc()
+            metrics.KUBE_REQUESTS.labels(verb or method).inc()
             try:
                 async with self._http.request(
                     method, self._base + path, data=content, headers=headers, params=params
@@ -159,6 +194,9 @@ class KubeClient:
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         return await self.request("GET", path, params=params)
 
+    async def list_objects(self, path: str, params: dict[str, str]) -> Any:
+        return await self.request("GET", path, params=params, verb="LIST")
+
     async def create(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, body=body)
 
@@ -170,6 +208,55 @@ class KubeClient:
 
     async def delete(self, path: str) -> Any:
         return await self.request("DELETE", path)
+
+    async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """Each line of the stream is one event; none may pass MAX_WATCH_EVENT_BYTES, and the
+        stream may stay silent at most its `timeoutSeconds` and a grace (bookmarks keep a
+        healthy one talking)."""
+        silence = float(params.get("timeoutSeconds", 300)) + WATCH_READ_GRACE_SECONDS
+        metrics.KUBE_REQUESTS.labels("WATCH").inc()
+        try:
+            async with self._watch_http.get(
+                self._base + path,
+                params={**params, "watch": "true"},
+                headers=self._auth_headers(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=silence),
+            ) as response:
+                if response.status != 200:
+                    raise _error(response.status, response.reason or "", await _head(response))
+                async for line in _lines(response.content):
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        raise WatchError("the watch stream sent a line that is not JSON") from None
+                    if isinstance(event, dict):
+                        yield event
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise WatchError(f"{type(error).__name__}: {error}") from None
+
+
+async def _head(response: aiohttp.ClientResponse) -> bytes:
+    """The start of an error's body: enough for its Status, never an endless read."""
+    return await response.content.read(64 * 1024)
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Lines as they arrive, each at most MAX_WATCH_EVENT_BYTES (aiohttp's own readline stops
+    at 128 KiB, which a legal Secret passes)."""
+    pending = bytearray()
+    async for chunk in stream.iter_any():
+        searched = len(pending)  # a long line arriving in pieces is scanned once, not again
+        pending += chunk
+        while (end := pending.find(b"\n", searched)) >= 0:
+            line = bytes(pending[:end])
+            del pending[: end + 1]
+            searched = 0
+            if line.strip():
+                yield line
+        if len(pending) > MAX_WATCH_EVENT_BYTES:
+            raise WatchError(f"a watch event passed {MAX_WATCH_EVENT_BYTES} bytes")
+    if pending.strip():
+        yield bytes(pending)
 
 
 def _error(status_code: int, reason: str, payload: bytes) -> KubeError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
@@ -66,6 +66,13 @@ KUBE_REQUESTS = Counter(
     "Requests to the Kubernetes API made by the sync cycles, by verb.",
     ["verb"],
 )
+SECRETS_IN_USE = Gauge(
+    f"{PREFIX}_secrets_in_use",
+    "Secrets that sources read, by how: `watched` (from a watch that is up: no request),"
+    " `down` (a watch starting or broken), `unwatched` (past the watch bound); the last two"
+    " are read every cycle.",
+    ["state"],
+)
 
 ALL: Final = (
     EGP_REQUESTS,
@@ -75,6 +82,7 @@ ALL: Final = (
     MODELS,
     REFRESH_INTERVAL,
     KUBE_REQUESTS,
+    SECRETS_IN_USE,
 )
 
 
@@ -146,3 +154,13 @@ def forget_source(namespace: str, source: str) -> None:
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, source):
                 metric.remove(*labels)
+
+
+def count_secrets_in_use(counts: Callable[[], Mapping[str, int]]) -> None:
+    """Read the Secrets-in-use gauge from `counts` at each scrape (the operator's watches)."""
+
+    def reader(state: str) -> Callable[[], float]:
+        return lambda: counts().get(state, 0)
+
+    for state in ("watched", "down", "unwatched"):
+        SECRETS_IN_USE.labels(state).set_function(reader(state))

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         description="what all the cycles in flight may hold of their listings together (bodies"
         " being read, records kept); a namespace at most a quarter of it",
     )
+    max_secret_watches: int = Field(
+        default=128,
+        ge=0,
+        le=1000,
+        description="Secrets watched at once (by name, each a connection of ~320 KB), a"
+        " namespace at most a quarter of them; the sources of a Secret past it read it every"
+        " cycle, and 0 watches none",
+    )
     egp_max_requests_per_cycle: int = Field(
         default=_READ.max_requests,
         ge=1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Protocol
 
 from egp_operator.resources.models import SYNC_REQUEST_ANNOTATION
@@ -56,6 +56,13 @@ class Wakeups:
             return False
         self.event(key).set()
         return True
+
+    def wake(self, keys: Iterable[SourceKey]) -> None:
+        """Wake the loops of `keys` (their Secret changed); a key with no loop is ignored."""
+        for key in keys:
+            event = self._events.get(key)
+            if event is not None:
+                event.set()
 
     def forget(self, key: SourceKey) -> None:
         self._events.pop(key, None)

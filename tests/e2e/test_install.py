@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -251,9 +252,13 @@ PEERINGS = "clusterkopfpeerings.kopf.dev"
     [
         # Secrets: the named credentials of a namespace that granted them, nothing else.
         ("get", f"secrets/{SECRET}", SERVED, True),
+        ("list", f"secrets/{SECRET}", SERVED, True),  # with its name's field selector only
+        ("watch", f"secrets/{SECRET}", SERVED, True),
         ("get", "secrets/unrelated", SERVED, False),
+        ("watch", "secrets/unrelated", SERVED, False),
         ("list", "secrets", SERVED, False),
         ("watch", "secrets", SERVED, False),
+        ("watch", f"secrets/{SECRET}", OTHER, False),
         ("get", f"secrets/{SECRET}", OTHER, False),
         ("get", f"secrets/{SECRET}", OPERATOR, False),
         ("list", "secrets", CLUSTER, False),
@@ -324,6 +329,39 @@ def test_the_service_account_may_do_what_the_operator_needs_and_nothing_else(
 
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
     assert "Warning" not in answer.stderr  # e.g. a resource type the server does not know
+
+
+@pytest.mark.parametrize(
+    ("selector", "namespace", "allowed"),
+    [
+        (f"metadata.name={SECRET}", SERVED, True),
+        ("metadata.name=unrelated", SERVED, False),
+        ("", SERVED, False),
+        ("metadata.namespace=" + EXAMPLE_NAMESPACE, SERVED, False),
+        (f"metadata.name={SECRET}", OTHER, False),
+    ],
+    ids=["its-name", "another-name", "no-selector", "another-selector", "another-namespace"],
+)
+def test_the_service_account_watches_its_named_secret_and_no_other(
+    kube_bin_dir: Path, installed: Installed, selector: str, namespace: str, allowed: bool
+) -> None:
+    """The watch the operator opens, sent as its ServiceAccount: RBAC's resourceNames allow a
+    list or watch only when the field selector names that one Secret."""
+    where = {SERVED: EXAMPLE_NAMESPACE, OTHER: installed.other_namespace}[namespace]
+    query = "watch=true&timeoutSeconds=1"
+    if selector:
+        query += f"&fieldSelector={quote(selector)}"
+    for request in (query, query.replace("watch=true&", "")):  # the watch, and its list
+        answer = kubectl(
+            kube_bin_dir,
+            installed.kubeconfig,
+            "get",
+            "--raw",
+            f"/api/v1/namespaces/{where}/secrets?{request}",
+        )
+        assert (answer.returncode == 0) == allowed, (request, answer.stderr)
+        if not allowed:
+            assert "Forbidden" in answer.stderr or "forbidden" in answer.stderr
 
 
 # ---- the operator as its ServiceAccount ------------------------------------------------------

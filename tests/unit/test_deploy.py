@@ -217,7 +217,7 @@ def test_the_bindings_name_the_operators_service_account(
     }
 
 
-def test_the_example_grants_get_on_its_own_credentials_secret_only(
+def test_the_example_grants_get_and_watch_by_name_on_its_own_credentials_secret_only(
     example: list[dict[str, Any]],
 ) -> None:
     role = one(example, "Role", "egp-operator-secret-reader")
@@ -226,7 +226,9 @@ def test_the_example_grants_get_on_its_own_credentials_secret_only(
     namespace = one(example, "Namespace")["metadata"]["name"]
     ref = EGPSourceSpec.model_validate(source["spec"]).credentials_secret_ref
 
-    assert grants(role["rules"]) == {("", "secrets", "get", secret["metadata"]["name"])}
+    assert grants(role["rules"]) == {
+        ("", "secrets", verb, secret["metadata"]["name"]) for verb in ("get", "list", "watch")
+    }
     assert ref.name == secret["metadata"]["name"]
     assert secret["stringData"] == {ref.key: "REPLACE_ME"}
     assert {doc["metadata"]["namespace"] for doc in example if doc["kind"] != "Namespace"} == {

@@ -9,8 +9,6 @@ status, a metric and a log line: never as a silent stall.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import time
 from collections import Counter
@@ -20,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
-from pydantic import SecretStr
 
 from egp_operator import metrics
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, cut
@@ -31,10 +28,10 @@ from egp_operator.egp import (
     InferenceModel,
     ResponseTooLargeError,
 )
-from egp_operator.egp.client import RetryPolicy, check_api_key, tls_context
+from egp_operator.egp.client import RetryPolicy, tls_context
 from egp_operator.egp.connections import SharedConnections
 from egp_operator.egp.rate_limits import RateLimits
-from egp_operator.kube import KubeAPI, KubeError, core_path, custom_path
+from egp_operator.kube import KubeAPI, KubeError, custom_path
 from egp_operator.resources.models import (
     GROUP,
     MODEL_PLURAL,
@@ -44,10 +41,12 @@ from egp_operator.resources.models import (
 )
 from egp_operator.settings import Settings
 from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
+from egp_operator.sync.credentials import CredentialsError, read_api_key
 from egp_operator.sync.memory import CycleHold, ListingMemory, MemoryBudgetExhaustedError
 from egp_operator.sync.mirrored import MirroredModel, mirrored_from_object
 from egp_operator.sync.naming import SOURCE_LABEL, label_value
 from egp_operator.sync.planner import Plan, PlanMemo, SourcePolicy, make_plan
+from egp_operator.sync.secret_watches import SecretWatches
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
 from egp_operator.sync.upstream import RECORD_OVERHEAD, UpstreamModel, keep_for_mirror
 from egp_operator.vocabulary import READY, Reason
@@ -56,13 +55,6 @@ from egp_operator.wakeups import sync_request
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-class CredentialsError(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass
@@ -134,8 +126,11 @@ class SourceSyncer:
         settings: Settings,
         *,
         clock: Clock = lambda: datetime.now(UTC),
+        secret_watches: SecretWatches | None = None,
     ) -> None:
         self.kube = kube
+        #: Where cycles find their Secrets without a request; None: each cycle reads its own.
+        self.secret_watches = secret_watches
         self.settings = settings
         self.clock = clock
         self.applier = Applier(kube)
@@ -160,12 +155,16 @@ class SourceSyncer:
             settings.listings_memory_bytes, largest_listing=self.listing_cap
         )
 
-    def forget(self, uid: str) -> None:
-        """The loop of the source `uid` has ended (deleted, or the operator paused): drop its
-        memo."""
-        self._plan_memos.pop(uid, None)
+    def forget(self, source: SourceIdentity) -> None:
+        """The loop of `source` has ended (deleted, or the operator paused): drop its memo,
+        and its share of its Secret's watch."""
+        self._plan_memos.pop(source.uid, None)
+        if self.secret_watches is not None:
+            self.secret_watches.release((source.namespace, source.name))
 
     async def aclose(self) -> None:
+        if self.secret_watches is not None:
+            await self.secret_watches.aclose()
         await self.connections.aclose()
 
     async def run_cycle(
@@ -253,7 +252,12 @@ class SourceSyncer:
         dry_run: bool,
     ) -> CycleReport:
         try:
-            api_key = await self._read_api_key(source.namespace, spec)
+            api_key = await read_api_key(
+                self.kube,
+                self.secret_watches,
+                (source.namespace, source.name),
+                spec.credentials_secret_ref,
+            )
         except CredentialsError as error:
             return CycleReport(CycleOutcome.failed(error.reason, error.message))
         hold = self.listing_memory.hold(source.namespace)
@@ -383,48 +387,6 @@ class SourceSyncer:
                 phase_counts=plan.phase_counts,
             )
         return report
-
-    async def _read_api_key(self, namespace: str, spec: EGPSourceSpec) -> SecretStr:
-        """The key from the source's own Secret. The name is a validated DNS-1123 name and
-        the path quotes it whole, and what comes back must still be that Secret of this
-        namespace: a Secret of another namespace is never read into a cycle."""
-        ref = spec.credentials_secret_ref
-        try:
-            secret = await self.kube.get(core_path(namespace, "secrets", ref.name))
-        except KubeError as error:
-            reason = Reason.SECRET_NOT_FOUND if error.not_found else Reason.SECRET_UNREADABLE
-            raise CredentialsError(reason, f"Secret {ref.name}: {error.reason}") from None
-        meta = secret.get("metadata") if isinstance(secret, dict) else None
-        if not isinstance(meta, dict) or (meta.get("namespace"), meta.get("name")) != (
-            namespace,
-            ref.name,
-        ):
-            raise CredentialsError(
-                Reason.SECRET_UNREADABLE,
-                f"Secret {ref.name}: the API server answered another object",
-            )
-        encoded = (secret.get("data") or {}).get(ref.key)
-        if not encoded:
-            raise CredentialsError(
-                Reason.SECRET_KEY_NOT_FOUND, f"Secret {ref.name} has no key {ref.key!r}"
-            )
-        try:
-            value = base64.b64decode(encoded).decode().strip()
-        except (binascii.Error, UnicodeDecodeError):
-            raise CredentialsError(
-                Reason.SECRET_KEY_INVALID, f"Secret {ref.name} key {ref.key!r} is not text"
-            ) from None
-        if not value:
-            raise CredentialsError(
-                Reason.SECRET_KEY_NOT_FOUND, f"Secret {ref.name} key {ref.key!r} is empty"
-            )
-        try:
-            check_api_key(value)
-        except ValueError as invalid:
-            raise CredentialsError(
-                Reason.SECRET_KEY_INVALID, f"Secret {ref.name} key {ref.key!r}: {invalid}"
-            ) from None
-        return SecretStr(value)
 
     async def _write_status(
         self,
