@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from egp_testbench.processes import free_ports, repo_root, stop_group
 
@@ -318,6 +318,19 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
+#: Metadata of every request but the control plane's own chatter, logged once answered (a
+#: watch: once its stream starts, and when it ends).
+AUDIT_POLICY: Final = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    users: ["system:kube-controller-manager", "system:apiserver"]
+  - level: Metadata
+"""
+
+
 class LocalControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, in ``directory``.
 
@@ -333,6 +346,7 @@ class LocalControlPlane:
         *,
         controllers: tuple[str, ...] = DEFAULT_CONTROLLERS,
         node_address: str | None = None,
+        audit: bool = False,
         ready_timeout: float = 120.0,
         stop_timeout: float = 20.0,
     ) -> None:
@@ -340,6 +354,7 @@ class LocalControlPlane:
         self.dir = Path(directory).resolve()
         self.controllers = controllers
         self.node_address = node_address
+        self.audit = audit
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.kubeconfig = self.dir / KUBECONFIG_FILE
@@ -361,6 +376,26 @@ class LocalControlPlane:
     def ca_file(self) -> Path:
         """The CA certificate that signed the API server's serving certificate."""
         return self.pki_dir / "ca.crt"
+
+    @property
+    def audit_log(self) -> Path:
+        """With `audit`: one JSON line per request (its metadata, never a body) once answered,
+        what a test reads to count who asked the API server what."""
+        return self.logs_dir / "audit.log"
+
+    def audit_events(self, *, after_line: int = 0) -> list[dict[str, Any]]:
+        """The audit log's events from line `after_line` on (0: all)."""
+        if not self.audit_log.exists():
+            return []
+        with self.audit_log.open() as lines:
+            return [json.loads(line) for number, line in enumerate(lines) if number >= after_line]
+
+    def audit_lines(self) -> int:
+        """How many events the audit log holds now: a mark to read from later."""
+        if not self.audit_log.exists():
+            return 0
+        with self.audit_log.open("rb") as lines:
+            return sum(1 for _ in lines)
 
     @property
     def ports(self) -> dict[str, int]:
@@ -474,6 +509,20 @@ class LocalControlPlane:
             # Added to the defaults (which already hold them) to state what tests rely on.
             "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount",
             "--profiling=false",
+            *self._audit_args(),
+        ]
+
+    def _audit_args(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.pki_dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",  # MB; then one backup, so a long session stays bounded
+            "--audit-log-maxbackup=1",
         ]
 
     def _address_args(self) -> list[str]:

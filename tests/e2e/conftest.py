@@ -95,8 +95,9 @@ def prometheus_bin_dir() -> Path:
 def control_plane(
     kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalControlPlane]:
-    """A running etcd + kube-apiserver + kube-controller-manager, stopped after the session."""
-    with LocalControlPlane(kube_bin_dir, tmp_path_factory.mktemp("cluster")) as plane:
+    """A running etcd + kube-apiserver + kube-controller-manager, stopped after the session,
+    with an audit log: who asked the API server what (`test_secret_watch.py` counts it)."""
+    with LocalControlPlane(kube_bin_dir, tmp_path_factory.mktemp("cluster"), audit=True) as plane:
         yield plane
 
 
