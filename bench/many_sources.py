@@ -49,6 +49,8 @@ from egp_testbench.cluster import LocalControlPlane, find_bin_dir
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "sk-bench-many-sources"
 MB = 1024 * 1024
+#: The verbs of egp_operator_kubernetes_requests_total that are the Secret watches' own.
+WATCH_UPKEEP = ("LIST", "WATCH")
 
 
 @dataclass
@@ -57,8 +59,13 @@ class Sample:
     rss_mb: float
     cpu_seconds: float
     cycles: float
+    #: The cycles' own requests (GET, POST, PATCH, DELETE): a settled cycle should make none.
     kube_requests: int
+    #: The Secret watches' upkeep (LIST, WATCH): a start, a restart every 5-10 minutes.
+    watch_requests: int
     egp_requests: int
+    scrape_bytes: int = 0
+    scrape_seconds: float = 0.0
 
 
 @dataclass
@@ -67,6 +74,8 @@ class Run:
     sources: int
     models_per_source: int
     interval: str
+    #: The sources are spread over this many namespaces, one credentials Secret in each.
+    namespaces: int = 0
     idle_rss_mb: float = 0.0
     mirrored_after_seconds: float = 0.0
     peak_rss_mb: float = 0.0  # VmHWM at the end
@@ -121,7 +130,12 @@ class Run:
             "cpu ms per source cycle": cpu * 1000 / cycles,
             "kubernetes requests per source cycle": (last.kube_requests - first.kube_requests)
             / cycles,
+            "secret watch requests per minute": (last.watch_requests - first.watch_requests)
+            * 60
+            / (elapsed or float("nan")),
             "egp requests per source cycle": (last.egp_requests - first.egp_requests) / cycles,
+            "scrape KB": statistics.fmean(s.scrape_bytes for s in steady) / 1024,
+            "scrape ms": statistics.fmean(s.scrape_seconds for s in steady) * 1000,
         }
 
 
@@ -134,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
         "--models", default="1", help="models per source; a comma-separated list runs each"
     )
     parser.add_argument("--interval", default="60s", help="every source's refreshInterval")
+    parser.add_argument(
+        "--namespaces",
+        type=int,
+        default=0,
+        help="spread the sources over this many namespaces, one credentials Secret each"
+        " (0: a namespace per source)",
+    )
     parser.add_argument(
         "--minutes", type=float, default=3.0, help="sampled this long after the first mirror"
     )
@@ -178,18 +199,31 @@ def _settings(run: Run) -> dict[str, str]:
     return settings
 
 
+def namespaces_of(run: Run) -> list[str]:
+    return [f"team-{index}" for index in range(run.namespaces or run.sources)]
+
+
 async def _create_sources(kube: KubeAPI, egp_url: str, run: Run) -> None:
-    async def one(index: int) -> None:
-        namespace = f"team-{index}"
+    """Source `i` is `src-<i // namespaces>` in namespace `team-<i % namespaces>`, and every
+    source of a namespace uses its one Secret, as a team with several accounts would."""
+    namespaces = namespaces_of(run)
+
+    async def namespace_of_its_own(namespace: str) -> None:
         await kube.create_namespace(namespace)
         await kube.create_secret(namespace, "egp-credentials", {"apiKey": API_KEY})
+
+    await asyncio.gather(*(namespace_of_its_own(namespace) for namespace in namespaces))
+
+    async def one(index: int) -> None:
+        namespace = namespaces[index % len(namespaces)]
+        name = "src" if len(namespaces) == run.sources else f"src-{index // len(namespaces)}"
         await kube.request(
             "POST",
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{SOURCE_PLURAL}",
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "EGPSource",
-                "metadata": {"name": "src", "namespace": namespace},
+                "metadata": {"name": name, "namespace": namespace},
                 "spec": {
                     "baseURL": egp_url,
                     "accountID": f"acct-{index}",
@@ -209,7 +243,12 @@ def _sample(operator: OperatorProcess, egp: FakeEGPProcess, since: float) -> Sam
         rss_mb=operator.memory()["VmRSS"] / MB,
         cpu_seconds=operator.cpu_seconds(),
         cycles=metrics.sync_cycles,
-        kube_requests=sum(metrics.kube_requests.values()),
+        kube_requests=sum(
+            n for verb, n in metrics.kube_requests.items() if verb not in WATCH_UPKEEP
+        ),
+        watch_requests=sum(metrics.kube_requests[verb] for verb in WATCH_UPKEEP),
+        scrape_bytes=metrics.scrape_bytes,
+        scrape_seconds=metrics.scrape_seconds,
         # The server counts each request twice: by endpoint, and by endpoint and status.
         egp_requests=sum(n for key, n in egp.request_counts().items() if " " not in key),
     )
@@ -311,7 +350,7 @@ def plot(runs: Sequence[Run], labels: Sequence[str], path: Path) -> None:
 
 
 def _one(sources: int, models: int, args: argparse.Namespace, command: str) -> Run:
-    run = Run(command, sources, models, args.interval)
+    run = Run(command, sources, models, args.interval, namespaces=args.namespaces)
     work = Path(tempfile.mkdtemp(prefix="egp-many-"))
     try:
         asyncio.run(measure(run, args, work))

@@ -148,6 +148,9 @@ class OperatorMetrics:
     kube_requests: Counter[str]
     sync_seconds: float
     sync_cycles: float
+    #: The scrape itself: what a Prometheus pays (and makes the operator pay) each time.
+    scrape_bytes: int = 0
+    scrape_seconds: float = 0.0
 
 
 class OperatorProcess(operator_process.OperatorProcess):
@@ -197,7 +200,10 @@ class OperatorProcess(operator_process.OperatorProcess):
         return memory(self.pid)
 
     def scrape(self) -> OperatorMetrics:
-        text = self._http.get(self.metrics_url, headers=self.metrics_headers).text
+        started = time.monotonic()
+        answer = self._http.get(self.metrics_url, headers=self.metrics_headers)
+        took = time.monotonic() - started
+        text = answer.text
         kube: Counter[str] = Counter()
         sync_sum = sync_count = 0.0
         for family in text_string_to_metric_families(text):
@@ -208,7 +214,7 @@ class OperatorProcess(operator_process.OperatorProcess):
                     sync_sum += sample.value
                 elif sample.name == "egp_operator_sync_duration_seconds_count":
                     sync_count += sample.value
-        return OperatorMetrics(kube, sync_sum, sync_count)
+        return OperatorMetrics(kube, sync_sum, sync_count, len(answer.content), took)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         self._http.close()

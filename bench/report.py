@@ -386,6 +386,10 @@ MANY_SOURCES_HEADING = "## 6. Many sources"
 MANY_SOURCES_SCALE_JSON = Path(__file__).resolve().parent / "many_sources_scale.json"
 
 
+def _scrape(summary: dict[str, Any]) -> str:
+    return f"{summary['scrape KB']:.0f}, {summary['scrape ms']:.0f}"
+
+
 def many_sources_section(raw: dict[str, Any]) -> list[str]:
     """The section of RESULTS.md for a many-sources run, from its JSON."""
     summary = raw["summary"]
@@ -410,11 +414,25 @@ def many_sources_section(raw: dict[str, Any]) -> list[str]:
         ),
         ("EGP requests per source and cycle", f"{summary['egp requests per source cycle']:.2f}"),
     ]
+    if "scrape KB" in summary:
+        rows += [
+            (
+                "Secret watch upkeep, requests per minute (LIST, WATCH)",
+                f"{summary['secret watch requests per minute']:.1f}",
+            ),
+            ("/metrics scrape: size (KB), time (ms)", _scrape(summary)),
+        ]
+    namespaces = raw.get("namespaces") or raw["sources"]
+    where = (
+        "one namespace and EGP account each"
+        if namespaces == raw["sources"]
+        else f"in {namespaces:,} namespaces (one credentials Secret each), one EGP account each"
+    )
     return [
         MANY_SOURCES_HEADING,
         "",
-        f"{raw['sources']:,} EGPSources, {raw['models_per_source']} model(s) each, one"
-        f" namespace and EGP account each, refreshInterval {raw['interval']}, sampled from"
+        f"{raw['sources']:,} EGPSources, {raw['models_per_source']} model(s) each, {where},"
+        f" refreshInterval {raw['interval']}, sampled from"
         f" their creation until {minutes:.0f} minutes after their first mirror"
         " (bench/many_sources.py):",
         "",
