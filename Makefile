@@ -119,11 +119,13 @@ demo: venv kube-bins
 bench: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" $(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# Many sources with a model each, for 30 minutes: the operator's memory and CPU over time,
-# recorded in bench/RESULTS.md section 6 with a plot (bench/README.md). About 35 minutes.
+# Many sources with a model each, 10 to a namespace and its Secret, for 30 minutes, scraped every
+# 30 s, with External Secrets Operator beside it on as many ExternalSecrets (tools/eso/build.sh):
+# memory and CPU over time, recorded in bench/RESULTS.md section 6 with a plot. About 40 minutes.
 bench-soak: venv kube-bins
 	EGP_KUBE_BIN_DIR="$$(bash tools/kube/build.sh | tail -n 1)" \
-		$(BIN)/python -m bench.many_sources --sources 1000 --models 1 --minutes 30 --record
+		$(BIN)/python -m bench.many_sources --sources 1000 --namespaces 100 --models 1 --minutes 30 \
+		--sample-every 30 --peer eso --record
 
 # 100, 1,000 and 3,000 sources for 6 minutes each, then a restart of the operator: the cost per
 # source as sources multiply, and how the first cycles after a restart spread. About 40 minutes.

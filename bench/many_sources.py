@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.kubeapi import KubeAPI, load_crds
+from bench.peer_eso import ESOProcess, create_peer_objects
 from bench.procs import FakeEGPProcess, OperatorProcess
 from bench.report import (
     MANY_SOURCES_GROWTH_JSON,
@@ -69,6 +70,13 @@ class Sample:
 
 
 @dataclass
+class PeerSample:
+    seconds: float
+    rss_mb: float
+    cpu_seconds: float
+
+
+@dataclass
 class Run:
     command: str
     sources: int
@@ -80,6 +88,10 @@ class Run:
     mirrored_after_seconds: float = 0.0
     peak_rss_mb: float = 0.0  # VmHWM at the end
     samples: list[Sample] = field(default_factory=list)
+    #: With `--peer eso`: External Secrets Operator in the same run, on the same control
+    #: plane, with as many ExternalSecrets in the same namespaces and the same interval.
+    peer: str = ""
+    peer_samples: list[PeerSample] = field(default_factory=list)
     #: After a restart of the operator: (seconds since it was ready, cycles since then).
     restart: list[tuple[float, float]] = field(default_factory=list)
 
@@ -114,6 +126,27 @@ class Run:
             [s.seconds for s in steady], [s.rss_mb for s in steady]
         ).slope
         return slope * 3600
+
+    def peer_summary(self) -> dict[str, float]:
+        """The peer over the same window as the operator's steady samples, and the ratios."""
+        window = [s for s in self.peer_samples if s.seconds >= self.mirrored_after_seconds]
+        if len(window) < 2:
+            return {}
+        first, last = window[0], window[-1]
+        elapsed = last.seconds - first.seconds
+        slope = statistics.linear_regression(
+            [s.seconds for s in window], [s.rss_mb for s in window]
+        ).slope
+        ours = self.summary()
+        cpu = (last.cpu_seconds - first.cpu_seconds) / elapsed
+        return {
+            "peer rss start MB": first.rss_mb,
+            "peer rss end MB": last.rss_mb,
+            "peer rss slope MB/h": slope * 3600,
+            "peer cpu share of a core": cpu,
+            "rss ratio to the peer": ours["rss end MB"] / last.rss_mb,
+            "cpu ratio to the peer": ours["cpu share of a core"] / cpu,
+        }
 
     def summary(self) -> dict[str, float]:
         steady = self.steady()
@@ -165,6 +198,13 @@ def _parser() -> argparse.ArgumentParser:
         help="minutes the first mirror may take before the run gives up",
     )
     parser.add_argument("--sample-every", type=float, default=15.0, help="seconds")
+    parser.add_argument(
+        "--peer",
+        choices=["eso"],
+        default=None,
+        help="run External Secrets Operator beside it, with an ExternalSecret per source in"
+        " the same namespaces (tools/eso/build.sh), and report both",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="a PNG of the RSS series")
     parser.add_argument("--keep", action="store_true", help="keep the logs")
@@ -266,8 +306,9 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
                 operator = OperatorProcess(
                     plane.kubeconfig, work / "operator.log", **_settings(run)
                 )
+                peer = ESOProcess(plane.kubeconfig, work / "eso.log") if args.peer else None
                 try:
-                    await _observe(run, args, kube, egp, operator)
+                    await _observe(run, args, kube, egp, operator, peer)
                     if args.restart:
                         operator.stop()
                         operator = OperatorProcess(
@@ -277,6 +318,8 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
                 finally:
                     run.peak_rss_mb = operator.memory()["VmHWM"] / MB
                     operator.stop()
+                    if peer is not None:
+                        peer.stop()
             finally:
                 await kube.aclose()
     finally:
@@ -289,11 +332,19 @@ async def _observe(
     kube: KubeAPI,
     egp: FakeEGPProcess,
     operator: OperatorProcess,
+    peer: ESOProcess | None,
 ) -> None:
     operator.wait_ready()
     await asyncio.sleep(3)  # kopf's start-up LISTs and watches
     run.idle_rss_mb = operator.memory()["VmRSS"] / MB
     await _create_sources(kube, egp.url, run)
+    if peer is not None:
+        await create_peer_objects(
+            kube,
+            namespaces_of(run),
+            per_namespace=run.sources // len(namespaces_of(run)),
+            refresh=run.interval,
+        )
     since = time.monotonic()
     # `--minutes` from the end of every source's first mirror, which a large source needs
     # minutes for; a mirror that never ends stops the run after `--mirror-patience`.
@@ -301,6 +352,10 @@ async def _observe(
     while time.monotonic() < deadline:
         sample = _sample(operator, egp, since)
         run.samples.append(sample)
+        if peer is not None:
+            run.peer_samples.append(
+                PeerSample(sample.seconds, peer.memory()["VmRSS"] / MB, peer.cpu_seconds())
+            )
         if not run.mirrored_after_seconds and sample.cycles >= run.sources:
             run.mirrored_after_seconds = sample.seconds
             deadline = time.monotonic() + args.minutes * 60
@@ -350,7 +405,9 @@ def plot(runs: Sequence[Run], labels: Sequence[str], path: Path) -> None:
 
 
 def _one(sources: int, models: int, args: argparse.Namespace, command: str) -> Run:
-    run = Run(command, sources, models, args.interval, namespaces=args.namespaces)
+    run = Run(
+        command, sources, models, args.interval, namespaces=args.namespaces, peer=args.peer or ""
+    )
     work = Path(tempfile.mkdtemp(prefix="egp-many-"))
     try:
         asyncio.run(measure(run, args, work))
@@ -359,13 +416,18 @@ def _one(sources: int, models: int, args: argparse.Namespace, command: str) -> R
             print(f"many_sources: logs kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    for name, value in {**run.summary(), **run.restart_summary()}.items():
+    for name, value in {**run.summary(), **run.peer_summary(), **run.restart_summary()}.items():
         print(f"many_sources: {sources} x {models}: {name}: {value:.2f}")
     return run
 
 
 def _raw(run: Run) -> dict[str, Any]:
-    return {**asdict(run), "summary": run.summary(), "restart_summary": run.restart_summary()}
+    return {
+        **asdict(run),
+        "summary": run.summary(),
+        "peer_summary": run.peer_summary(),
+        "restart_summary": run.restart_summary(),
+    }
 
 
 def _record_runs(path: Path, raws: list[dict[str, Any]], key: str) -> None:

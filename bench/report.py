@@ -422,6 +422,21 @@ def many_sources_section(raw: dict[str, Any]) -> list[str]:
             ),
             ("/metrics scrape: size (KB), time (ms)", _scrape(summary)),
         ]
+    peer = raw.get("peer_summary") or {}
+    if peer:
+        rows += [
+            (
+                "Peer in the same run: ESO v0.16.2 (fake provider only), RSS after the first"
+                " mirror and at the end (MB)",
+                f"{peer['peer rss start MB']:.0f}, {peer['peer rss end MB']:.0f}",
+            ),
+            ("Peer RSS slope", f"{peer['peer rss slope MB/h']:.1f} MB per hour"),
+            ("Peer CPU, share of a core", f"{peer['peer cpu share of a core'] * 100:.1f}%"),
+            (
+                "Operator / peer: RSS at the end, CPU",
+                f"{peer['rss ratio to the peer']:.2f}x, {peer['cpu ratio to the peer']:.2f}x",
+            ),
+        ]
     namespaces = raw.get("namespaces") or raw["sources"]
     where = (
         "one namespace and EGP account each"

@@ -8,12 +8,14 @@
 # ClusterPushSecret or GeneratorState controller, no webhook, no cert controller).
 #
 # Providers: upstream's controller packages import pkg/provider/register and
-# pkg/generator/register, which link every provider and generator (every cloud SDK). A Go
-# build overlay (`go build -overlay`, no copy of the module) replaces those two files so that
-# only the `fake` provider and the `fake` generator are registered: the build then fetches
-# only the modules those need. The rest of ESO is upstream's v0.16.2 source as the checksum
-# database knows it. A binary with every provider linked (as users run it) starts with a
-# larger RSS than this one.
+# pkg/generator/register, which link every provider and generator (every cloud SDK). Go does
+# not let a build overlay touch the module cache, so the build copies upstream's module (as
+# `go mod download` verified it against the checksum database; without docs/ and e2e/) into
+# its temporary folder, rewrites those two files so that only the `fake` provider and the
+# `fake` generator are registered, and points a `replace` at the copy: the build then fetches
+# only the modules those need, at the versions of ESO's go.mod. Everything else is upstream's
+# source unchanged. A binary with every provider linked (as users run it) starts with a larger
+# RSS than this one.
 #
 # Usage: tools/eso/build.sh          build if needed; the last stdout line is the bin dir
 #        tools/eso/build.sh --check  print the bin dir, exit 0 if built, else exit 1
@@ -98,6 +100,7 @@ cat >main.go <<'EOF'
 package main
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"time"
@@ -145,7 +148,7 @@ func init() {
 }
 
 func main() {
-	fs := pflag.NewFlagSet("external-secrets", pflag.ExitOnError)
+	fs := pflag.NewFlagSet("external-secrets", pflag.ContinueOnError)
 	// Upstream's defaults, except --metrics-addr (upstream ":8080"): off unless asked for.
 	metricsAddr := fs.String("metrics-addr", "0", "The address the metric endpoint binds to (0: none), e.g. 127.0.0.1:8080.")
 	controllerClass := fs.String("controller-class", "default", "The controller is instantiated with a specific controller name and filters ES based on this property")
@@ -167,7 +170,12 @@ func main() {
 		fs.AddFlagSet(f.Flags)
 	}
 	fs.AddGoFlagSet(flag.CommandLine) // --kubeconfig, from controller-runtime
-	_ = fs.Parse(os.Args[1:])
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
 
 	var lvl zapcore.Level
 	var enc zapcore.TimeEncoder
@@ -283,41 +291,42 @@ EOF
 dir="$(go mod download -json "$MODULE@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
 [[ -d "$dir" ]] || { echo "build.sh: go mod download gave no folder for $MODULE@$VERSION" >&2; exit 2; }
 
-# The overlay: the two registries, with the fake provider and the fake generator only.
-mkdir overlay
-cat >overlay/provider.go <<'EOF'
+# The copy, with the two registries holding the fake provider and the fake generator only.
+for f in pkg/provider/register/register.go pkg/generator/register/register.go; do
+  [[ -f "$dir/$f" ]] || { echo "build.sh: $f is not in $dir" >&2; exit 2; }
+done
+mkdir eso
+for entry in "$dir"/*; do
+  case "$(basename "$entry")" in docs|e2e) continue ;; esac
+  cp -R "$entry" eso/
+done
+chmod -R u+w eso
+cat >eso/pkg/provider/register/register.go <<'EOF'
+// Rewritten by tools/eso/build.sh: the fake provider only.
 package register
 
 import (
 	_ "github.com/external-secrets/external-secrets/pkg/provider/fake"
 )
 EOF
-cat >overlay/generator.go <<'EOF'
+cat >eso/pkg/generator/register/register.go <<'EOF'
+// Rewritten by tools/eso/build.sh: the fake generator only.
 package register
 
 import (
 	_ "github.com/external-secrets/external-secrets/pkg/generator/fake"
 )
 EOF
-for f in pkg/provider/register/register.go pkg/generator/register/register.go; do
-  [[ -f "$dir/$f" ]] || { echo "build.sh: $f is not in $dir" >&2; exit 2; }
-done
-cat >overlay.json <<EOF
-{"Replace": {
-  "$dir/pkg/provider/register/register.go": "$tmp/overlay/provider.go",
-  "$dir/pkg/generator/register/register.go": "$tmp/overlay/generator.go"
-}}
-EOF
+echo "replace $MODULE => ./eso" >>go.mod
 
-# -mod=mod fills go.sum with what the overlaid imports need, at the versions of ESO's go.mod.
+# -mod=mod fills go.sum with what the build imports, at the versions of ESO's go.mod.
 GOFLAGS="${GOFLAGS:-} -mod=mod" \
-  go build -trimpath -overlay "$tmp/overlay.json" -ldflags "-s -w" -o "$tmp/$binary" . >&2
+  go build -trimpath -ldflags "-s -w" -o "$tmp/$binary" . >&2
 
 mkdir -p "$tmp/crds"
 for f in "${crd_files[@]}"; do
-  cp "$dir/config/crds/bases/$f" "$tmp/crds/$f"
+  cp "eso/config/crds/bases/$f" "$tmp/crds/$f"
 done
-chmod u+w "$tmp/crds"/*
 rm -rf "$crds"
 mv "$tmp/crds" "$crds"
 mv -f "$tmp/$binary" "$bin/$binary"
