@@ -63,7 +63,8 @@ REFRESH_INTERVAL = Gauge(
 )
 KUBE_REQUESTS = Counter(
     f"{PREFIX}_kubernetes_requests",
-    "Requests to the Kubernetes API made by the sync cycles, by verb.",
+    "Requests to the Kubernetes API made by the sync cycles and the Secret watches (LIST, WATCH),"
+    " by verb; not kopf's own.",
     ["verb"],
 )
 SECRETS_IN_USE = Gauge(
