@@ -67,8 +67,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.kube = kube
     memo.settings = operator_settings
     memo.wakeups = Wakeups()
+    wakeups: Wakeups = memo.wakeups
     secret_watches = SecretWatches(
-        kube, max_watches=operator_settings.max_secret_watches, on_change=memo.wakeups.wake
+        kube,
+        max_watches=operator_settings.max_secret_watches,
+        on_change=lambda holders: wakeups.wake((ns, name) for ns, name, _uid in holders),
     )
     metrics.count_secrets_in_use(secret_watches.counts)
     memo.syncer = SourceSyncer(kube, operator_settings, secret_watches=secret_watches)
@@ -161,40 +164,49 @@ async def sync_source(
     woken = memo.wakeups.event((namespace or "", name))
     schedule = SourceSchedule(settings.error_backoff_max_seconds, settings.interval_jitter)
     specs = SpecOfGeneration()
-    start_after = first_cycle_delay(_plain(body), random.random())
-    if start_after:
-        await wakeups.sleep(stopped, woken, start_after)
-    while not stopped:
-        woken.clear()  # before reading the body: a change from now on wakes the next sleep
-        schedule.cycle_started(time.monotonic())
-        source = _plain(body)
-        spec = specs.read(source)
-        if isinstance(spec, EGPSourceSpec) and spec.suspend:
-            await syncer.mark_suspended(source)
-            delay = spec.refresh.total_seconds()
-        else:
-            mirrored = list(egpmodels_by_source.get((namespace or "", name), []))
-            try:
-                report = await syncer.run_cycle(source, mirrored, spec=spec)
-            except Exception:  # a bug must not kill the loop for good; it is logged and retried
-                log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
-                report = None
-            if report is not None:
-                _log_cycle(namespace or "", name, report)
-            collector.after_cycle()
-            delay = schedule.cycle_ended(
-                ok=report is not None and report.outcome.ok,
-                interval=spec.refresh.total_seconds() if isinstance(spec, EGPSourceSpec) else None,
-                draw=random.random(),
-            )
-        await wakeups.sleep(stopped, woken, delay)
-        # A wake-up ends the sleep at once, but no cycle starts sooner than the spacing allows:
-        # wake-ups meanwhile are one and the same, and the count of failures is kept.
-        await wakeups.sleep(stopped, None, schedule.spacing_left(time.monotonic()))
-    uid = str(body.get("metadata", {}).get("uid", ""))
-    syncer.forget(SourceIdentity(namespace or "", name, uid))
-    if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
-        metrics.forget_source(namespace or "", name)
+    try:
+        start_after = first_cycle_delay(_plain(body), random.random())
+        if start_after:
+            await wakeups.sleep(stopped, woken, start_after)
+        while not stopped:
+            woken.clear()  # before reading the body: a change from now on wakes the next sleep
+            schedule.cycle_started(time.monotonic())
+            source = _plain(body)
+            spec = specs.read(source)
+            if isinstance(spec, EGPSourceSpec) and spec.suspend:
+                await syncer.mark_suspended(source)
+                delay = spec.refresh.total_seconds()
+            else:
+                mirrored = list(egpmodels_by_source.get((namespace or "", name), []))
+                try:
+                    report = await syncer.run_cycle(source, mirrored, spec=spec)
+                except Exception:  # a bug must not kill the loop for good; it is logged and retried
+                    log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
+                    report = None
+                if report is not None:
+                    _log_cycle(namespace or "", name, report)
+                collector.after_cycle()
+                delay = schedule.cycle_ended(
+                    ok=report is not None and report.outcome.ok,
+                    interval=spec.refresh.total_seconds()
+                    if isinstance(spec, EGPSourceSpec)
+                    else None,
+                    draw=random.random(),
+                )
+            await wakeups.sleep(stopped, woken, delay)
+            # A wake-up ends the sleep at once, but no cycle starts sooner than the spacing allows:
+            # wake-ups meanwhile are one and the same, and the count of failures is kept.
+            await wakeups.sleep(stopped, None, schedule.spacing_left(time.monotonic()))
+    finally:
+        # Also when kopf cancels the loop mid-cycle (a deletion, a pause for a peer): the
+        # source's share of its Secret's watch, its memo and its series go with it.
+        uid = str(body.get("metadata", {}).get("uid", ""))
+        syncer.forget(SourceIdentity(namespace or "", name, uid))
+        if (
+            stopped.reason is not None
+            and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED
+        ):
+            metrics.forget_source(namespace or "", name)
 
 
 #: The longest a loop that finds its source already synced waits before its first cycle.

@@ -15,7 +15,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Final, Protocol
 from urllib.parse import quote
 
@@ -100,7 +100,7 @@ class KubeWatcher(Protocol):
 
     async def list_objects(self, path: str, params: dict[str, str]) -> Any: ...
 
-    def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    def watch(self, path: str, params: dict[str, str]) -> AsyncGenerator[dict[str, Any], None]:
         """The events of `GET path?watch=true&...` as the API server streams them, until it
         ends the stream; WatchError (or KubeError for an error status) when it breaks."""
         ...
@@ -209,7 +209,9 @@ class KubeClient:
     async def delete(self, path: str) -> Any:
         return await self.request("DELETE", path)
 
-    async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    async def watch(
+        self, path: str, params: dict[str, str]
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Each line of the stream is one event; none may pass MAX_WATCH_EVENT_BYTES, and the
         stream may stay silent at most its `timeoutSeconds` and a grace (bookmarks keep a
         healthy one talking)."""

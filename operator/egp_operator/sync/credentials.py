@@ -37,7 +37,7 @@ async def read_api_key(
     holder: Holder,
     ref: SecretKeyRef,
 ) -> SecretStr:
-    """The key `holder` (a source: namespace, name) names, from the watch of its Secret when
+    """The key `holder` (a source: namespace, name, uid) names, from the watch of its Secret when
     that is up, else by one GET. The name is a validated DNS-1123 name and the path quotes it
     whole, and what comes back must still be that Secret of this namespace: a Secret of
     another namespace is never read into a cycle."""

@@ -159,8 +159,12 @@ class SourceSyncer:
         """The loop of `source` has ended (deleted, or the operator paused): drop its memo,
         and its share of its Secret's watch."""
         self._plan_memos.pop(source.uid, None)
+        self._release_secret(source)
+
+    def _release_secret(self, source: SourceIdentity) -> None:
+        """`source` reads no Secret now (its loop ended, or it is suspended or invalid)."""
         if self.secret_watches is not None:
-            self.secret_watches.release((source.namespace, source.name))
+            self.secret_watches.release((source.namespace, source.name, source.uid))
 
     async def aclose(self) -> None:
         if self.secret_watches is not None:
@@ -218,6 +222,7 @@ class SourceSyncer:
         dry_run: bool,
     ) -> CycleReport:
         if isinstance(spec, InvalidSpec):
+            self._release_secret(identity)
             return CycleReport(CycleOutcome.failed(Reason.INVALID_SPEC, spec.message))
         deadline = self.settings.cycle_deadline_seconds
         try:
@@ -240,6 +245,7 @@ class SourceSyncer:
         conditions: list[Mapping[str, Any]] = previous.get("conditions") or []
         ready = next((c for c in conditions if c.get("type") == READY), {})
         outcome = CycleOutcome.suspended(account_answered=ready.get("status") == "True")
+        self._release_secret(identity)
         await self._write_status(identity, previous, meta.get("generation"), outcome)
         metrics.forget_refresh_interval(identity.namespace, identity.name)  # no sync is due
 
@@ -255,7 +261,7 @@ class SourceSyncer:
             api_key = await read_api_key(
                 self.kube,
                 self.secret_watches,
-                (source.namespace, source.name),
+                (source.namespace, source.name, source.uid),
                 spec.credentials_secret_ref,
             )
         except CredentialsError as error:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
@@ -33,7 +33,9 @@ from egp_operator.kube import KubeError, KubeWatcher, WatchError, core_path
 log = logging.getLogger(__name__)
 
 SecretRef = tuple[str, str]  # (namespace, name)
-Holder = tuple[str, str]  # the (namespace, name) of a source that uses a Secret
+#: A source that uses a Secret: (namespace, name, uid). The uid tells a source from its
+#: namesake created after it, so the late goodbye of the one never releases the other.
+Holder = tuple[str, str, str]
 
 #: What a watch keeps of a value: base64 of MAX_API_KEY_BYTES, and one character more, so that
 #: a longer value is still seen as too long.
@@ -80,12 +82,14 @@ class SecretWatches:
         max_watches: int,
         on_change: Callable[[frozenset[Holder]], None] = lambda _holders: None,
         backoff_max_seconds: float = 300.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._kube = kube
         self.max_watches = max_watches
         self.max_per_namespace = max(max_watches // 4, 1) if max_watches else 0
         self._on_change = on_change
         self._backoff_max = backoff_max_seconds
+        self._sleep = sleep
         self._watches: dict[SecretRef, _Watch] = {}
         self._used: dict[Holder, SecretRef] = {}
 
@@ -98,8 +102,8 @@ class SecretWatches:
         watch = self._watches.setdefault(secret, _Watch())
         new_key = key not in watch.keys
         watch.holders[holder] = key
-        if new_key and watch.task is not None:
-            self._stop(watch)  # its values lack the new key: list it again
+        if watch.task is not None and (new_key or watch.task.done()):
+            self._stop(watch)  # its values lack the new key (or it died): list it again
         if watch.task is None:
             self._start_if_room(secret, watch)
 
@@ -127,7 +131,8 @@ class SecretWatches:
         """Secrets in use by what their sources read them from: `watched` (a watch that is up),
         `down` (a watch starting or broken), `unwatched` (past the bound)."""
         counts = {"watched": 0, "down": 0, "unwatched": 0}
-        for watch in self._watches.values():
+        # A copy first: the scrape that asks runs in another thread than the loop that adds.
+        for watch in list(self._watches.values()):
             state = "unwatched" if watch.task is None else "watched" if watch.up else "down"
             counts[state] += 1
         return counts
@@ -156,31 +161,41 @@ class SecretWatches:
         watch.up = False
 
     async def _follow(self, secret: SecretRef, watch: _Watch) -> None:
-        """List, then watch from there for as long as the Secret is used; on 410 Gone list
-        again, on any other failure back off (the cycles read it meanwhile)."""
+        """List, then watch from there for as long as the Secret is used; list again at once
+        when the version it resumes from has expired (410 Gone), and back off on anything
+        else, an answer that ends at once included: the cycles read the Secret meanwhile,
+        and no watch ever turns into a loop of requests."""
         failures = 0
         while True:
+            started = time.monotonic()
             try:
                 await self._list(secret, watch)
                 while True:
                     started = time.monotonic()
                     await self._stream(secret, watch)
-                    failures = 0
                     if time.monotonic() - started < SHORTEST_HEALTHY_STREAM_SECONDS:
                         raise WatchError("the API server ended the watch at once")
+                    failures = 0
             except _Gone:
-                watch.up = False
+                if time.monotonic() - started >= SHORTEST_HEALTHY_STREAM_SECONDS:
+                    watch.up = False
+                    continue
+                problem = "410 Gone at once"
             except (KubeError, WatchError) as error:
-                watch.up = False
-                failures += 1
-                if failures == 1:
-                    log.warning(
-                        "cannot watch Secret %s/%s (%s): its sources read it each cycle until"
-                        " the watch is back",
-                        *secret,
-                        error,
-                    )
-                await asyncio.sleep(self._backoff(failures))
+                problem = str(error)
+            except Exception as error:  # a bug must not leave a watch dead and thought up
+                log.exception("the watch of Secret %s/%s failed", *secret)
+                problem = type(error).__name__
+            watch.up = False
+            failures += 1
+            if failures == 1:
+                log.warning(
+                    "cannot watch Secret %s/%s (%s): its sources read it each cycle until"
+                    " the watch is back",
+                    *secret,
+                    problem,
+                )
+            await self._sleep(self._backoff(failures))
 
     def _backoff(self, failures: int) -> float:
         return float(min(2.0**failures, self._backoff_max) * random.uniform(0.5, 1.0))
@@ -205,21 +220,27 @@ class SecretWatches:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(random.randint(*WATCH_TIMEOUT_SECONDS)),
         }
-        async for event in self._kube.watch(core_path(namespace, "secrets"), params):
-            kind, found = event.get("type"), event.get("object")
-            if not isinstance(found, dict):
-                raise WatchError("the API server sent a watch event without an object")
-            if kind == "ERROR":
-                if found.get("code") == 410:
-                    raise _Gone
-                raise WatchError(str(found.get("message") or found.get("reason") or "error"))
-            if kind != "BOOKMARK":
-                if _identity(found) != secret:
-                    raise WatchError("the API server sent another object on the watch")
-                self._read(watch, None if kind == "DELETED" else found)
-            version = (found.get("metadata") or {}).get("resourceVersion")
-            if version:
-                watch.version = str(version)
+        stream = self._kube.watch(core_path(namespace, "secrets"), params)
+        async with contextlib.aclosing(stream) as events:  # its connection, even on a raise
+            async for event in events:
+                self._apply(secret, watch, event)
+
+    def _apply(self, secret: SecretRef, watch: _Watch, event: Mapping[str, Any]) -> None:
+        kind, found = event.get("type"), event.get("object")
+        if not isinstance(found, dict):
+            raise WatchError("the API server sent a watch event without an object")
+        if kind == "ERROR":
+            if found.get("code") == 410:
+                raise _Gone
+            raise WatchError(str(found.get("message") or found.get("reason") or "error"))
+        if kind != "BOOKMARK":
+            if _identity(found) != secret:
+                raise WatchError("the API server sent another object on the watch")
+            self._read(watch, None if kind == "DELETED" else found)
+        meta = found.get("metadata")
+        version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        if version:
+            watch.version = str(version)
 
     def _read(self, watch: _Watch, secret: Mapping[str, Any] | None) -> None:
         """Keep the used values of `secret` (None: it does not exist); wake its sources when

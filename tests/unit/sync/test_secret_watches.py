@@ -18,7 +18,8 @@ from egp_operator.sync.secret_watches import Holder, SecretState, SecretWatches
 from tests.unit.sync.fake_kube import FakeKube
 
 KEY = "egp-key-0123456789"
-SOURCE: Holder = ("team-a", "prod")
+SOURCE: Holder = ("team-a", "prod", "uid-prod")
+STAGING: Holder = ("team-a", "staging", "uid-staging")
 SECRET = ("team-a", "egp-credentials")
 REF = SecretKeyRef(name="egp-credentials", key="apiKey")
 
@@ -124,11 +125,11 @@ async def test_a_rotation_is_kept_and_wakes_the_sources_that_use_the_secret(
     woken: list[frozenset[Holder]] = []
     watches = watches_of(watcher, woken)
     watches.use(SOURCE, SECRET, "apiKey")
-    watches.use(("team-a", "staging"), SECRET, "apiKey")
+    watches.use(STAGING, SECRET, "apiKey")
     await until(lambda: watches.values(SECRET) is not None)
     await watcher.send({"type": "MODIFIED", "object": secret_object("rotated-key", version="11")})
     await until(lambda: bool(woken))
-    assert woken == [frozenset({SOURCE, ("team-a", "staging")})]
+    assert woken == [frozenset({SOURCE, STAGING})]
     key = await read_api_key(FakeKube(), watches, SOURCE, REF)
     assert key.get_secret_value() == "rotated-key"
     await watches.aclose()
@@ -175,9 +176,10 @@ async def test_an_object_of_another_namespace_on_the_watch_is_never_used(
     await watcher.send(
         {"type": "MODIFIED", "object": secret_object("team-b-key", namespace="team-b")}
     )
-    await until(lambda: watches.values(SECRET) is None or watcher.lists > 1)
+    await until(lambda: watcher.lists == 2 and watches.values(SECRET) is not None)
     values = watches.values(SECRET)
-    assert not isinstance(values, dict) or values["apiKey"] == encoded(KEY)
+    assert isinstance(values, dict)
+    assert values["apiKey"] == encoded(KEY)  # listed again: its own Secret, not team-b's
     await watches.aclose()
 
 
@@ -215,24 +217,60 @@ async def test_a_broken_watch_hands_the_read_to_the_cycle_until_it_is_back(
     await watches.aclose()
 
 
-async def test_a_refused_watch_backs_off_instead_of_asking_again_at_once(
+class RecordedSleeps:
+    """The backoffs a watch asks for, granted at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.sleep(0)
+
+
+async def test_a_refused_watch_backs_off_longer_each_time(watcher: FakeWatcher) -> None:
+    watcher.list_error = KubeError(403, "Forbidden", "cannot list secrets")
+    sleeps = RecordedSleeps()
+    watches = SecretWatches(watcher, max_watches=8, sleep=sleeps)
+    watches.use(SOURCE, SECRET, "apiKey")
+    await until(lambda: len(sleeps.delays) >= 6)
+    await watches.aclose()
+    # 2, 4, 8, ... seconds (each drawn in its upper half), up to the cap
+    assert all(1 <= d <= 2**n for n, d in enumerate(sleeps.delays[:6], start=1))
+    assert sleeps.delays[5] > sleeps.delays[0]
+
+
+async def test_a_watch_the_server_ends_at_once_backs_off_instead_of_looping(
     watcher: FakeWatcher,
 ) -> None:
-    watcher.list_error = KubeError(403, "Forbidden", "cannot list secrets")
-    watches = SecretWatches(watcher, max_watches=8, backoff_max_seconds=0.2)
+    """A proxy that answers every watch with an empty 200 must not get a request a second."""
+    sleeps = RecordedSleeps()
+    watches = SecretWatches(watcher, max_watches=8, sleep=sleeps)
     watches.use(SOURCE, SECRET, "apiKey")
-    await asyncio.sleep(0.5)
-    # 2 s backoff capped at 0.2 s (times 0.5-1.0): a handful of attempts, not thousands
-    assert 1 <= watcher.lists <= 8
+    for opened in range(1, 5):
+        await until(lambda opened=opened: len(watcher.streams) == opened)
+        await watcher.streams[-1].put(None)  # ends the open stream at once
+    await until(lambda: len(sleeps.delays) >= 4)
+    assert sleeps.delays[3] > 4  # growing: the 4th failure in a row, not a first one again
+    await watches.aclose()
+
+
+async def test_a_watch_that_hits_a_bug_is_down_and_comes_back(watcher: FakeWatcher) -> None:
+    watches = SecretWatches(watcher, max_watches=8, sleep=RecordedSleeps())
+    watches.use(SOURCE, SECRET, "apiKey")
+    await until(lambda: watches.values(SECRET) is not None)
+    await watcher.send({"type": "MODIFIED", "object": {"metadata": "not a mapping"}})
+    await until(lambda: watcher.lists == 2 and watches.values(SECRET) is not None)
+    assert watches.counts()["watched"] == 1
     await watches.aclose()
 
 
 async def test_watches_are_bounded_in_all_and_per_namespace(watcher: FakeWatcher) -> None:
     watches = watches_of(watcher, max_watches=8)  # a namespace gets at most 2
     for index in range(3):
-        watches.use(("team-a", f"s{index}"), ("team-a", f"secret-{index}"), "apiKey")
+        watches.use(("team-a", f"s{index}", "u"), ("team-a", f"secret-{index}"), "apiKey")
     for index in range(8):
-        watches.use((f"team-{index}", "s"), (f"team-{index}", "egp"), "apiKey")
+        watches.use((f"team-{index}", "s", "u"), (f"team-{index}", "egp"), "apiKey")
     counts = watches.counts()
     assert counts["unwatched"] == 3  # team-a's third, and the two past the total of 8
     assert counts["watched"] + counts["down"] == 8
@@ -241,11 +279,11 @@ async def test_watches_are_bounded_in_all_and_per_namespace(watcher: FakeWatcher
 
 async def test_a_freed_watch_goes_to_the_next_secret_its_cycle_reads(watcher: FakeWatcher) -> None:
     watches = watches_of(watcher, max_watches=1)
-    watches.use(("team-a", "first"), ("team-a", "one"), "apiKey")
-    watches.use(("team-b", "second"), ("team-b", "two"), "apiKey")
+    watches.use(("team-a", "first", "u1"), ("team-a", "one"), "apiKey")
+    watches.use(("team-b", "second", "u2"), ("team-b", "two"), "apiKey")
     assert watches.counts()["unwatched"] == 1
-    watches.release(("team-a", "first"))
-    watches.use(("team-b", "second"), ("team-b", "two"), "apiKey")  # its next cycle
+    watches.release(("team-a", "first", "u1"))
+    watches.use(("team-b", "second", "u2"), ("team-b", "two"), "apiKey")  # its next cycle
     assert watches.counts()["unwatched"] == 0
     await watches.aclose()
 
@@ -253,10 +291,10 @@ async def test_a_freed_watch_goes_to_the_next_secret_its_cycle_reads(watcher: Fa
 async def test_the_last_source_out_stops_the_watch(watcher: FakeWatcher) -> None:
     watches = watches_of(watcher)
     watches.use(SOURCE, SECRET, "apiKey")
-    watches.use(("team-a", "staging"), SECRET, "apiKey")
+    watches.use(STAGING, SECRET, "apiKey")
     watches.release(SOURCE)
     assert sum(watches.counts().values()) == 1
-    watches.release(("team-a", "staging"))
+    watches.release(STAGING)
     assert watches.counts() == {"watched": 0, "down": 0, "unwatched": 0}
     await watches.aclose()
 
@@ -264,8 +302,22 @@ async def test_the_last_source_out_stops_the_watch(watcher: FakeWatcher) -> None
 async def test_a_source_that_names_another_secret_leaves_the_first(watcher: FakeWatcher) -> None:
     watches = watches_of(watcher)
     watches.use(SOURCE, SECRET, "apiKey")
+    await until(lambda: watches.values(SECRET) is not None)
     watches.use(SOURCE, ("team-a", "new-credentials"), "apiKey")
-    assert watches.values(SECRET) is None
+    assert watches.values(SECRET) is None  # that watch is gone, not merely down
+    assert sum(watches.counts().values()) == 1
+    await until(lambda: watcher.lists == 2)  # the new Secret's own list
+    await watches.aclose()
+
+
+async def test_the_late_goodbye_of_a_deleted_source_leaves_its_namesake_alone(
+    watcher: FakeWatcher,
+) -> None:
+    watches = watches_of(watcher)
+    recreated: Holder = (SOURCE[0], SOURCE[1], "uid-of-the-new-one")
+    watches.use(SOURCE, SECRET, "apiKey")
+    watches.use(recreated, SECRET, "apiKey")
+    watches.release(SOURCE)
     assert sum(watches.counts().values()) == 1
     await watches.aclose()
 
@@ -276,7 +328,7 @@ async def test_a_source_using_a_new_key_of_a_watched_secret_gets_it_listed(
     watches = watches_of(watcher)
     watches.use(SOURCE, SECRET, "apiKey")
     await until(lambda: watches.values(SECRET) is not None)
-    watches.use(("team-a", "other"), SECRET, "other")
+    watches.use(("team-a", "other", "u3"), SECRET, "other")
     await until(lambda: watcher.lists == 2 and watches.values(SECRET) is not None)
     values = watches.values(SECRET)
     assert isinstance(values, dict)
