@@ -115,8 +115,11 @@ class KubeAPI:
                 return items, str(answer["metadata"]["resourceVersion"])
             params = {"limit": str(page_size), "continue": token}
 
-    async def apply_crds(self, crds: Sequence[dict[str, Any]]) -> list[str]:
-        """Server-side apply the CRDs; their names, once Established."""
+    async def apply_crds(
+        self, crds: Sequence[dict[str, Any]], *, served: str | None = None
+    ) -> list[str]:
+        """Server-side apply the CRDs; their names, once Established and `served` (a path,
+        by default the EGPModels') answers."""
         base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
         for crd in crds:
             await self.request(
@@ -137,10 +140,10 @@ class KubeAPI:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"CRD {name} not Established")
                 await asyncio.sleep(0.2)
-        # Discovery can lag Establishment by a moment: wait until the models' path answers.
+        # Discovery can lag Establishment by a moment: wait until the path answers.
         while True:
             try:
-                await self.request("GET", models_path("default"))
+                await self.request("GET", served or models_path("default"))
                 break
             except KubeAPIError:
                 if time.monotonic() > deadline:

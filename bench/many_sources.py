@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.kubeapi import KubeAPI, load_crds
-from bench.peer_eso import ESOProcess, create_peer_objects
+from bench.peer_eso import ESOProcess, apply_eso_crds, create_peer_objects
 from bench.procs import FakeEGPProcess, OperatorProcess
 from bench.report import (
     MANY_SOURCES_GROWTH_JSON,
@@ -306,7 +306,10 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
                 operator = OperatorProcess(
                     plane.kubeconfig, work / "operator.log", **_settings(run)
                 )
-                peer = ESOProcess(plane.kubeconfig, work / "eso.log") if args.peer else None
+                peer = None
+                if args.peer:
+                    await apply_eso_crds(kube)
+                    peer = ESOProcess(plane.kubeconfig, work / "eso.log")
                 try:
                     await _observe(run, args, kube, egp, operator, peer)
                     if args.restart:

@@ -7,20 +7,14 @@ fake SecretStore per namespace and ExternalSecrets refreshed every `refresh`."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import ssl
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
-import yaml
-
-from bench.kubeapi import APPLY_PATCH, KubeAPI, KubeAPIError, load_crds
+from bench.kubeapi import KubeAPI, load_crds
 from bench.procs import BenchError, cpu_seconds, memory
-from egp_testbench.operator_process import kubeconfig_token
 from egp_testbench.processes import free_port, stop_group
 
 REPO: Final = Path(__file__).resolve().parents[1]
@@ -65,14 +59,10 @@ class ESOProcess:
         *,
         bin_dir: Path | None = None,
         extra_args: Sequence[str] = (),
-        install_crds: bool = True,
     ) -> None:
-        """Builds the binary first if it is not built yet (`bin_dir` skips the lookup), and
-        applies ESO's CRDs first unless `install_crds` is false: ESO exits at start-up when
-        they are not served yet (its ExternalSecret controller indexes a field of the kind)."""
+        """Builds the binary first if it is not built yet (`bin_dir` skips the lookup). ESO's
+        CRDs must be served already (`apply_eso_crds`)."""
         self.bin_dir = bin_dir or eso_bin_dir(build=True)
-        if install_crds:
-            install_eso_crds(kubeconfig, eso_crds_dir(self.bin_dir))
         self.log_file = log_file
         self.metrics_port = free_port()
         command = [
@@ -124,97 +114,17 @@ class ESOProcess:
         self._log.close()
 
 
-def _established(crd: Mapping[str, Any]) -> bool:
-    conditions = (crd.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
-def _kube_client(kubeconfig: Path) -> httpx.Client:
-    """A client as the kubeconfig's current user: a bearer token and the cluster's CA (what
-    the bench's control plane writes), not client certificates."""
-    config = yaml.safe_load(kubeconfig.read_text())
-    context = next(
-        c["context"] for c in config["contexts"] if c["name"] == config["current-context"]
-    )
-    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-    ca_data = cluster.get("certificate-authority-data")
-    verify = (
-        ssl.create_default_context(cadata=base64.b64decode(ca_data).decode())
-        if ca_data
-        else ssl.create_default_context(cafile=cluster["certificate-authority"])
-    )
-    token = kubeconfig_token(kubeconfig)
-    return httpx.Client(
-        base_url=cluster["server"],
-        verify=verify,
-        headers={"Authorization": f"Bearer {token}"} if token else {},
-        timeout=60,
-    )
-
-
-def install_eso_crds(kubeconfig: Path, crds_dir: Path | None = None) -> list[str]:
-    """What `apply_eso_crds` does, synchronously, as the kubeconfig's user: for `ESOProcess`,
-    which must not start before the CRDs are served."""
-    crds = load_crds(crds_dir or eso_crds_dir())
-    with _kube_client(kubeconfig) as http:
-        for crd in crds:
-            http.patch(
-                f"{_CRD_BASE}/{crd['metadata']['name']}",
-                json=crd,
-                headers={"Content-Type": APPLY_PATCH},
-                params=_APPLY_PARAMS,
-            ).raise_for_status()
-        names = [str(crd["metadata"]["name"]) for crd in crds]
-        deadline = time.monotonic() + _CRD_TIMEOUT
-
-        def wait(what: str, ready: Callable[[str], bool]) -> None:
-            while not ready(what):
-                if time.monotonic() > deadline:
-                    raise BenchError(f"ESO's CRDs: {what} not served after {_CRD_TIMEOUT:.0f} s")
-                time.sleep(0.2)
-
-        for name in names:
-            wait(name, lambda crd: _established(http.get(f"{_CRD_BASE}/{crd}").json()))
-        # Discovery can lag Establishment by a moment: wait until both paths answer.
-        for plural in ("secretstores", "externalsecrets"):
-            wait(eso_path("default", plural), lambda path: http.get(path).status_code == 200)
-    return names
-
-
 def eso_path(namespace: str, plural: str, name: str = "") -> str:
     base = f"/apis/{ESO_GROUP}/{ESO_VERSION}/namespaces/{namespace}/{plural}"
     return f"{base}/{name}" if name else base
 
 
 async def apply_eso_crds(kube: KubeAPI, crds_dir: Path | None = None) -> list[str]:
-    """Server-side apply ESO's CRDs; their names, once Established and served."""
+    """Server-side apply ESO's CRDs; their names, once Established and served. ESO exits at
+    start-up when they are not served yet (its ExternalSecret controller indexes a field of
+    the kind), so this comes before `ESOProcess`."""
     crds = load_crds(crds_dir or eso_crds_dir())
-    for crd in crds:
-        await kube.request(
-            "PATCH",
-            f"{_CRD_BASE}/{crd['metadata']['name']}",
-            crd,
-            content_type=APPLY_PATCH,
-            params=_APPLY_PARAMS,
-        )
-    names = [str(crd["metadata"]["name"]) for crd in crds]
-    deadline = time.monotonic() + _CRD_TIMEOUT
-    for name in names:
-        while not _established(await kube.request("GET", f"{_CRD_BASE}/{name}")):
-            if time.monotonic() > deadline:
-                raise BenchError(f"CRD {name} not Established")
-            await asyncio.sleep(0.2)
-    # Discovery can lag Establishment by a moment: wait until both paths answer.
-    for plural in ("secretstores", "externalsecrets"):
-        while True:
-            try:
-                await kube.request("GET", eso_path("default", plural))
-                break
-            except KubeAPIError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-    return names
+    return await kube.apply_crds(crds, served=eso_path("default", "externalsecrets"))
 
 
 def secret_store(namespace: str) -> dict[str, Any]:
@@ -247,9 +157,8 @@ def external_secret(namespace: str, index: int, refresh: str) -> dict[str, Any]:
 async def create_peer_objects(
     kube: KubeAPI, namespaces: list[str], per_namespace: int, refresh: str
 ) -> None:
-    """ESO's CRDs (established), then in each existing namespace a fake SecretStore and
-    `per_namespace` ExternalSecrets; the stores first, so no ExternalSecret waits on one."""
-    await apply_eso_crds(kube)
+    """In each existing namespace a fake SecretStore and `per_namespace` ExternalSecrets; the
+    stores first, so no ExternalSecret waits on one. ESO's CRDs are served already."""
     await asyncio.gather(
         *(
             kube.request("POST", eso_path(namespace, "secretstores"), secret_store(namespace))
