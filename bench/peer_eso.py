@@ -26,9 +26,6 @@ ESO_VERSION: Final = "v1"
 FAKE_KEY: Final = "egp-key"
 STORE_NAME: Final = "egp-fake"
 _STOP_TIMEOUT: Final = 30.0
-_CRD_TIMEOUT: Final = 60.0
-_CRD_BASE: Final = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-_APPLY_PARAMS: Final = {"fieldManager": "egp-bench", "force": "true"}
 
 
 def eso_bin_dir(build: bool = False) -> Path:

@@ -48,6 +48,8 @@ MAX_QUOTED_LENGTH: Final = 120
 #: header of every request. A longer value is refused (SecretKeyInvalid), and a Secret watch
 #: keeps no more of any value than this.
 MAX_API_KEY_BYTES: Final = 4096
+#: The same bound on the key as a Secret stores it, in base64.
+MAX_API_KEY_BASE64_LENGTH: Final = 4 * -(-MAX_API_KEY_BYTES // 3)
 
 #: Events posted per cycle of one source; past it one aggregate Event on the source says how
 #: many more models changed phase.

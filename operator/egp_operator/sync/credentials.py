@@ -13,15 +13,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from egp_operator.bounds import MAX_API_KEY_BYTES
+from egp_operator.bounds import MAX_API_KEY_BASE64_LENGTH, MAX_API_KEY_BYTES
 from egp_operator.egp.client import check_api_key
 from egp_operator.kube import KubeAPI, KubeError, core_path
 from egp_operator.resources.models import SecretKeyRef
 from egp_operator.sync.secret_watches import Holder, SecretState, SecretWatches
 from egp_operator.vocabulary import Reason
-
-#: A value longer than this in base64 decodes to more than MAX_API_KEY_BYTES.
-_LONGEST_ENCODED = 4 * -(-MAX_API_KEY_BYTES // 3)
 
 
 class CredentialsError(Exception):
@@ -77,7 +74,7 @@ def api_key_from_data(data: Mapping[str, Any], ref: SecretKeyRef) -> SecretStr:
         raise CredentialsError(
             Reason.SECRET_KEY_NOT_FOUND, f"Secret {ref.name} has no key {ref.key!r}"
         )
-    if len(encoded) > _LONGEST_ENCODED:
+    if len(encoded) > MAX_API_KEY_BASE64_LENGTH:
         raise CredentialsError(
             Reason.SECRET_KEY_INVALID,
             f"Secret {ref.name} key {ref.key!r} is longer than {MAX_API_KEY_BYTES} bytes",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 
-from egp_operator.bounds import MAX_API_KEY_BYTES
+from egp_operator.bounds import MAX_API_KEY_BASE64_LENGTH
 from egp_operator.kube import KubeError, KubeWatcher, WatchError, core_path
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ SecretRef = tuple[str, str]  # (namespace, name)
 #: namesake created after it, so the late goodbye of the one never releases the other.
 Holder = tuple[str, str, str]
 
-#: What a watch keeps of a value: base64 of MAX_API_KEY_BYTES, and one character more, so that
-#: a longer value is still seen as too long.
-KEPT_VALUE_LENGTH: Final = 4 * -(-MAX_API_KEY_BYTES // 3) + 1
+#: What a watch keeps of a value: the longest key, and one character more, so that a longer
+#: value is still seen as too long.
+KEPT_VALUE_LENGTH: Final = MAX_API_KEY_BASE64_LENGTH + 1
 #: A watch asks the API server to end its stream after a random time in this range (as
 #: client-go's reflector does), so that restarts spread out; it then resumes where it was.
 WATCH_TIMEOUT_SECONDS: Final = (300, 600)

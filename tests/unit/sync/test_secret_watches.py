@@ -97,6 +97,16 @@ def watches_of(
     )
 
 
+async def watching(
+    watcher: FakeWatcher, woken: list[frozenset[Holder]] | None = None
+) -> SecretWatches:
+    """Watches where SOURCE uses SECRET's `apiKey`, once that watch is up."""
+    watches = watches_of(watcher, woken)
+    watches.use(SOURCE, SECRET, "apiKey")
+    await until(lambda: watches.values(SECRET) is not None)
+    return watches
+
+
 async def test_a_watched_secret_is_read_from_memory_without_a_request(watcher: FakeWatcher) -> None:
     watches = watches_of(watcher)
     kube = FakeKube()  # answers nothing: a GET would be a NotFound
@@ -137,9 +147,7 @@ async def test_a_rotation_is_kept_and_wakes_the_sources_that_use_the_secret(
 
 async def test_a_change_to_a_key_no_source_uses_wakes_nobody(watcher: FakeWatcher) -> None:
     woken: list[frozenset[Holder]] = []
-    watches = watches_of(watcher, woken)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher, woken)
     changed = secret_object(KEY, version="11")
     changed["data"]["other"] = encoded("changed")
     await watcher.send({"type": "MODIFIED", "object": changed})
@@ -153,9 +161,7 @@ async def test_a_deleted_secret_is_not_found_without_a_request_and_wakes_its_sou
     watcher: FakeWatcher,
 ) -> None:
     woken: list[frozenset[Holder]] = []
-    watches = watches_of(watcher, woken)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher, woken)
     await watcher.send({"type": "DELETED", "object": secret_object(KEY, version="11")})
     await until(lambda: watches.values(SECRET) is SecretState.ABSENT)
     assert woken == [frozenset({SOURCE})]
@@ -170,9 +176,7 @@ async def test_a_deleted_secret_is_not_found_without_a_request_and_wakes_its_sou
 async def test_an_object_of_another_namespace_on_the_watch_is_never_used(
     watcher: FakeWatcher,
 ) -> None:
-    watches = watches_of(watcher)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher)
     await watcher.send(
         {"type": "MODIFIED", "object": secret_object("team-b-key", namespace="team-b")}
     )
@@ -186,9 +190,7 @@ async def test_an_object_of_another_namespace_on_the_watch_is_never_used(
 async def test_410_gone_lists_again_and_the_watch_resumes_from_the_new_version(
     watcher: FakeWatcher,
 ) -> None:
-    watches = watches_of(watcher)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher)
     watcher.secrets[SECRET] = secret_object("changed-while-gone")
     await watcher.send({"type": "ERROR", "object": {"kind": "Status", "code": 410}})
     await until(lambda: watcher.lists == 2 and len(watcher.streams) == 2)
@@ -201,9 +203,7 @@ async def test_410_gone_lists_again_and_the_watch_resumes_from_the_new_version(
 async def test_a_broken_watch_hands_the_read_to_the_cycle_until_it_is_back(
     watcher: FakeWatcher,
 ) -> None:
-    watches = watches_of(watcher)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher)
     watcher.list_error = KubeError(0, "Unavailable", "connection refused")
     await watcher.send(WatchError("connection reset"))
     await until(lambda: watches.values(SECRET) is None)
@@ -300,9 +300,7 @@ async def test_the_last_source_out_stops_the_watch(watcher: FakeWatcher) -> None
 
 
 async def test_a_source_that_names_another_secret_leaves_the_first(watcher: FakeWatcher) -> None:
-    watches = watches_of(watcher)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher)
     watches.use(SOURCE, ("team-a", "new-credentials"), "apiKey")
     assert watches.values(SECRET) is None  # that watch is gone, not merely down
     assert sum(watches.counts().values()) == 1
@@ -325,9 +323,7 @@ async def test_the_late_goodbye_of_a_deleted_source_leaves_its_namesake_alone(
 async def test_a_source_using_a_new_key_of_a_watched_secret_gets_it_listed(
     watcher: FakeWatcher,
 ) -> None:
-    watches = watches_of(watcher)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher)
     watches.use(("team-a", "other", "u3"), SECRET, "other")
     await until(lambda: watcher.lists == 2 and watches.values(SECRET) is not None)
     values = watches.values(SECRET)
@@ -338,9 +334,7 @@ async def test_a_source_using_a_new_key_of_a_watched_secret_gets_it_listed(
 
 async def test_a_huge_value_is_kept_cut_and_refused_as_too_long(watcher: FakeWatcher) -> None:
     watcher.secrets[SECRET] = secret_object("k" * (1024 * 1024))
-    watches = watches_of(watcher)
-    watches.use(SOURCE, SECRET, "apiKey")
-    await until(lambda: watches.values(SECRET) is not None)
+    watches = await watching(watcher)
     values = watches.values(SECRET)
     assert isinstance(values, dict)
     assert len(values["apiKey"]) < 2 * MAX_API_KEY_BYTES
