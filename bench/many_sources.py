@@ -14,7 +14,7 @@ CPU as a share of a core, and per source and cycle: CPU ms, Kubernetes and EGP r
 
 `--restart` then restarts the operator, as a rollout does, and counts the sources' cycles
 every second until each has had one: how the first cycles of a restart spread their load
-(`handlers.first_cycle_delay`). `--sources 100,1000,3000` runs each count in turn, each on a
+(`scheduling.first_cycle_delay`). `--sources 100,1000,3000` runs each count in turn, each on a
 fresh control plane; `--record-scale` records such a run as the scale table of RESULTS.md.
 `--sources 1 --models 1000,10000,50000 --record-growth` records one source as its models grow:
 the first mirror, the steady cycle and the memory (the growth table).

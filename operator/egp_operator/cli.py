@@ -9,9 +9,43 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from egp_operator.settings import Settings
+
+#: The settings a command-line flag may give, by field; the environment gives the rest.
+FLAGS: dict[str, str] = {"liveness_port": "--liveness-port", "metrics_port": "--metrics-port"}
+
+
+class SettingsError(ValueError):
+    """The settings do not validate: says which flag or variable, and why (exit status 2)."""
+
+
+def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
+    """The command's settings, built and validated once: the flags given (by field name; None
+    for a flag not given) over the `EGP_OPERATOR_*` environment over the defaults."""
+    import pydantic
+
+    from egp_operator.settings import Settings
+
+    given = {name: value for name, value in (flags or {}).items() if value is not None}
+    try:
+        return Settings(**given)
+    except pydantic.ValidationError as error:
+        raise SettingsError("; ".join(_problem(e, given) for e in error.errors())) from None
+
+
+def _problem(error: Any, flags: Mapping[str, Any]) -> str:
+    """One validation error, named as its user wrote it: the flag, or the variable."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if not field:
+        return str(error["msg"])
+    where = FLAGS[field] if field in flags else f"EGP_OPERATOR_{field.upper()}"
+    return f"{where}: {error['msg']}"
 
 
 def peering_identity() -> str:
@@ -30,11 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     import egp_operator.handlers  # noqa: F401 - registers the handlers with kopf
-    from egp_operator.settings import Settings
 
-    given = {"liveness_port": args.liveness_port, "metrics_port": args.metrics_port}
-    overrides = {name: value for name, value in given.items() if value is not None}
-    settings = Settings().model_copy(update=overrides)  # built once; the handlers get it
+    settings = load_settings({field: getattr(args, field) for field in FLAGS})
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=args.verbose, log_format=log_format, log_prefix=True)
     kopf.run(
@@ -50,8 +81,15 @@ def _run(args: argparse.Namespace) -> int:
 def _sync_once(args: argparse.Namespace) -> int:
     from egp_operator.sync.once import sync_once
 
+    settings = load_settings()
     return asyncio.run(
-        sync_once(args.source, namespace=args.namespace, dry_run=args.dry_run, out=sys.stdout)
+        sync_once(
+            args.source,
+            namespace=args.namespace,
+            settings=settings,
+            dry_run=args.dry_run,
+            out=sys.stdout,
+        )
     )
 
 

@@ -19,7 +19,7 @@ import kopf
 from egp_operator import metrics, metrics_server, wakeups
 from egp_operator.collector import FrozenAfterCycles
 from egp_operator.kopf_storage import StatuslessDiffBaseStorage
-from egp_operator.kube import KubeClient, load_configuration
+from egp_operator.kube import KubeAPI, KubeClient, load_configuration
 from egp_operator.peering import ensure_peering, overlapping_operators, warn_if_priority_taken
 from egp_operator.resources.models import (
     GROUP,
@@ -28,13 +28,13 @@ from egp_operator.resources.models import (
     VERSION,
     EGPSourceSpec,
 )
-from egp_operator.scheduling import SourceSchedule
+from egp_operator.scheduling import SourceSchedule, first_cycle_delay
 from egp_operator.settings import Settings
 from egp_operator.sync.applier import SourceIdentity
-from egp_operator.sync.cycle import CycleReport, SourceSyncer, SpecOfGeneration, read_spec
+from egp_operator.sync.cycle import CycleReport, SourceSyncer
 from egp_operator.sync.mirrored import MirroredModel, mirrored_from_object
 from egp_operator.sync.secret_watches import SecretWatches
-from egp_operator.vocabulary import SYNCED
+from egp_operator.sync.spec import SpecOfGeneration
 from egp_operator.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """`memo.settings` comes built from the environment and the command line (cli.py)."""
-    operator_settings: Settings = getattr(memo, "settings", None) or Settings()
+    """`memo.settings` comes built and validated from the environment and the command line
+    (cli.py); every part of the operator gets its settings from here."""
+    operator_settings: Settings = memo.settings
     settings.peering.name = operator_settings.peering_name
     settings.peering.priority = (
         operator_settings.priority
@@ -88,7 +89,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     log.info("egp-operator starting with peering priority %d", settings.peering.priority)
 
 
-async def refuse_to_overlap(kube: KubeClient, name: str, namespaces: tuple[str, ...]) -> None:
+async def refuse_to_overlap(kube: KubeAPI, name: str, namespaces: tuple[str, ...]) -> None:
     """Two live operators serving one namespace would both write its objects: one whose
     namespaces another egp-operator already serves does not start (see peering.py)."""
     overlapping = await overlapping_operators(kube, name, namespaces)
@@ -175,19 +176,14 @@ async def sync_source(
             spec = specs.read(source)
             if isinstance(spec, EGPSourceSpec) and spec.suspend:
                 await syncer.mark_suspended(source)
-                delay = spec.refresh.total_seconds()
+                delay = schedule.suspended(spec.refresh.total_seconds())
             else:
                 mirrored = list(egpmodels_by_source.get((namespace or "", name), []))
-                try:
-                    report = await syncer.run_cycle(source, mirrored, spec=spec)
-                except Exception:  # a bug must not kill the loop for good; it is logged and retried
-                    log.exception("sync cycle of EGPSource %s/%s crashed", namespace, name)
-                    report = None
-                if report is not None:
-                    _log_cycle(namespace or "", name, report)
+                report = await syncer.run_cycle(source, mirrored, spec=spec)
+                _log_cycle(namespace or "", name, report)
                 collector.after_cycle()
                 delay = schedule.cycle_ended(
-                    ok=report is not None and report.outcome.ok,
+                    ok=report.outcome.ok,
                     interval=spec.refresh.total_seconds()
                     if isinstance(spec, EGPSourceSpec)
                     else None,
@@ -207,30 +203,6 @@ async def sync_source(
             and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED
         ):
             metrics.forget_source(namespace or "", name)
-
-
-#: The longest a loop that finds its source already synced waits before its first cycle.
-START_SPREAD_SECONDS = 60.0
-
-
-def first_cycle_delay(source: Mapping[str, Any], draw: float) -> float:
-    """How long a loop waits before its first cycle; `draw` is uniform in [0, 1).
-
-    A new source, or a spec not yet synced, is synced at once: its user is waiting. A source
-    whose current spec was synced already (the operator restarted, or took over from a peer)
-    waits a random part of its interval, at most START_SPREAD_SECONDS, so that a thousand
-    sources do not all call EGP and the API server in the same second. A sync request or a
-    spec change ends the wait at once."""
-    spec = read_spec(source)
-    status = source.get("status") or {}
-    synced = any(
-        c.get("type") == SYNCED and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-    current = status.get("observedGeneration") == (source.get("metadata") or {}).get("generation")
-    if not isinstance(spec, EGPSourceSpec) or spec.suspend or not (synced and current):
-        return 0.0
-    return draw * min(spec.refresh.total_seconds(), START_SPREAD_SECONDS)
 
 
 def _log_cycle(namespace: str, name: str, report: CycleReport) -> None:

@@ -11,15 +11,40 @@ resets (as controller-runtime's rate limiter forgets an item only on success).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from egp_operator.resources.models import MIN_REFRESH_INTERVAL
+from egp_operator.resources.models import MIN_REFRESH_INTERVAL, EGPSourceSpec
+from egp_operator.sync.spec import read_spec
+from egp_operator.vocabulary import SYNCED
 
 #: The first delay after a failed cycle; it doubles with each failure that follows.
 ERROR_BACKOFF_START: Final = 5.0
 #: The least time between the starts of two cycles of one source.
 MIN_CYCLE_SPACING: Final = MIN_REFRESH_INTERVAL.total_seconds()
+#: The longest a loop that finds its source already synced waits before its first cycle.
+START_SPREAD_SECONDS: Final = 60.0
+
+
+def first_cycle_delay(source: Mapping[str, Any], draw: float) -> float:
+    """How long a loop waits before its first cycle; `draw` is uniform in [0, 1).
+
+    A new source, or a spec not yet synced, is synced at once: its user is waiting. A source
+    whose current spec was synced already (the operator restarted, or took over from a peer)
+    waits a random part of its interval, at most START_SPREAD_SECONDS, so that a thousand
+    sources do not all call EGP and the API server in the same second. A sync request or a
+    spec change ends the wait at once."""
+    spec = read_spec(source)
+    status = source.get("status") or {}
+    synced = any(
+        c.get("type") == SYNCED and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    current = status.get("observedGeneration") == (source.get("metadata") or {}).get("generation")
+    if not isinstance(spec, EGPSourceSpec) or spec.suspend or not (synced and current):
+        return 0.0
+    return draw * min(spec.refresh.total_seconds(), START_SPREAD_SECONDS)
 
 
 @dataclass
@@ -47,6 +72,11 @@ class SourceSchedule:
         else:
             delay = min(ERROR_BACKOFF_START * 2.0 ** (max(self.failures, 1) - 1), self.backoff_max)
         return delay * (1 - self.jitter + 2 * self.jitter * draw)
+
+    def suspended(self, interval: float) -> float:
+        """The sleep of a suspended source: it looks again after its interval, or at once when
+        its spec changes (a wake-up). No cycle ran, so the count of failures is kept."""
+        return interval
 
     def spacing_left(self, now: float) -> float:
         """How long the loop must still wait before its next cycle may start: nothing when

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from egp_operator.handlers import START_SPREAD_SECONDS, first_cycle_delay
+from egp_operator.scheduling import START_SPREAD_SECONDS, first_cycle_delay
 
 
 def source(

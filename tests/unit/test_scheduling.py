@@ -87,3 +87,17 @@ def test_requests_every_few_milliseconds_give_one_cycle_per_spacing() -> None:
         now += 0.05  # the next request arrives at once
 
     assert starts == [0.0]
+
+
+def test_a_suspended_source_looks_again_after_its_interval_unjittered() -> None:
+    schedule = SourceSchedule(backoff_max=300, jitter=0.5)
+
+    assert schedule.suspended(interval=600) == 600
+
+
+def test_a_suspension_between_failures_keeps_the_backoff_growing() -> None:
+    schedule = SourceSchedule(backoff_max=300, jitter=0)
+    first = schedule.cycle_ended(ok=False, interval=60, draw=0.5)
+    schedule.suspended(interval=60)  # suspended, then resumed: still failing
+
+    assert schedule.cycle_ended(ok=False, interval=60, draw=0.5) == 2 * first

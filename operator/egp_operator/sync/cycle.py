@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pydantic
-
 from egp_operator import metrics
-from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, cut
+from egp_operator.bounds import MAX_MODEL_ID_LENGTH
 from egp_operator.egp import (
     EGPClient,
     EGPError,
@@ -28,26 +26,18 @@ from egp_operator.egp import (
     InferenceModel,
     ResponseTooLargeError,
 )
-from egp_operator.egp.client import RetryPolicy, tls_context
-from egp_operator.egp.connections import SharedConnections
-from egp_operator.egp.rate_limits import RateLimits
 from egp_operator.kube import KubeAPI, KubeError, custom_path
-from egp_operator.resources.models import (
-    GROUP,
-    MODEL_PLURAL,
-    SOURCE_PLURAL,
-    VERSION,
-    EGPSourceSpec,
-)
+from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION, EGPSourceSpec
 from egp_operator.settings import Settings
 from egp_operator.sync.applier import Applier, ApplyResult, SourceIdentity
 from egp_operator.sync.credentials import CredentialsError, read_api_key
+from egp_operator.sync.egp_clients import EGPClients
 from egp_operator.sync.memory import CycleHold, ListingMemory, MemoryBudgetExhaustedError
-from egp_operator.sync.mirrored import MirroredModel, mirrored_from_object
-from egp_operator.sync.naming import SOURCE_LABEL, label_value
+from egp_operator.sync.mirrored import MirroredModel
 from egp_operator.sync.planner import Plan, PlanMemo, SourcePolicy, make_plan
 from egp_operator.sync.secret_watches import SecretWatches
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
+from egp_operator.sync.spec import InvalidSpec, read_spec
 from egp_operator.sync.upstream import RECORD_OVERHEAD, UpstreamModel, keep_for_mirror
 from egp_operator.vocabulary import READY, Reason
 from egp_operator.wakeups import sync_request
@@ -68,55 +58,6 @@ class CycleReport:
     refresh_seconds: float | None = None
 
 
-@dataclass(frozen=True)
-class InvalidSpec:
-    """A spec the operator refuses, and why: the cycle says so in the status."""
-
-    message: str
-
-
-def read_spec(source: Mapping[str, Any]) -> EGPSourceSpec | InvalidSpec:
-    """The source's spec, validated once per loop: the daemon decides on it (suspend, the
-    interval) and hands the same typed spec to the cycle."""
-    try:
-        return EGPSourceSpec.model_validate(source.get("spec") or {})
-    except pydantic.ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        return InvalidSpec(cut(f"Invalid spec: {problems}", MAX_MESSAGE_LENGTH))
-
-
-class SpecOfGeneration:
-    """One source's spec, validated again only when its generation changes. The API server
-    raises `metadata.generation` on every change to the spec and on no other change, and
-    validating it at every cycle was 4% of the operator's CPU at 1,000 sources
-    (bench/FINDINGS.md section 9)."""
-
-    def __init__(self) -> None:
-        self._generation: int | None = None
-        self._spec: EGPSourceSpec | InvalidSpec | None = None
-
-    def read(self, source: Mapping[str, Any]) -> EGPSourceSpec | InvalidSpec:
-        generation = (source.get("metadata") or {}).get("generation")
-        if self._spec is None or generation is None or generation != self._generation:
-            self._spec = read_spec(source)
-            self._generation = generation
-        return self._spec
-
-
-async def list_mirrored(kube: KubeAPI, namespace: str, source: str) -> list[MirroredModel]:
-    """The source's EGPModels by LIST, for one-off cycles that have no kopf index."""
-    path = custom_path(GROUP, VERSION, namespace, MODEL_PLURAL)
-    answer = await kube.get(path, params={"labelSelector": f"{SOURCE_LABEL}={label_value(source)}"})
-    items = answer.get("items", []) if isinstance(answer, dict) else []
-    return [
-        mirrored_from_object(item)
-        for item in items
-        if item.get("spec", {}).get("sourceRef", {}).get("name") == source
-    ]
-
-
 class SourceSyncer:
     """Runs cycles for EGPSources against one Kubernetes client."""
 
@@ -134,15 +75,7 @@ class SourceSyncer:
         self.settings = settings
         self.clock = clock
         self.applier = Applier(kube)
-        #: One for every source of the process: a 429 holds every source of its key and account.
-        self.rate_limits = RateLimits()
-        #: Derived from the settings once: every cycle's client uses them.
-        self.endpoint_policy = settings.endpoint_policy()
-        self.read_limits = settings.read_limits()
-        #: One pool of connections to EGP endpoints for every source of the process.
-        self.connections = SharedConnections(
-            self.endpoint_policy, max_connections_per_host=settings.max_connections_per_host
-        )
+        self.egp_clients = EGPClients(settings)
         #: Per source (by uid), what its last plan found settled; kept while its loop runs.
         self._plan_memos: dict[str, PlanMemo] = {}
         #: What one listing may hold: its records (at most its pages' bytes, about) and each
@@ -169,7 +102,7 @@ class SourceSyncer:
     async def aclose(self) -> None:
         if self.secret_watches is not None:
             await self.secret_watches.aclose()
-        await self.connections.aclose()
+        await self.egp_clients.aclose()
 
     async def run_cycle(
         self,
@@ -187,13 +120,13 @@ class SourceSyncer:
         identity = SourceIdentity(meta["namespace"], meta["name"], meta["uid"])
         previous = source.get("status") or {}
         generation = meta.get("generation")
-        if not dry_run and previous.get("observedGeneration") != generation:
-            await self._patch_status(
-                identity, progressing_status(previous, generation=generation, now=self.clock())
-            )
         try:
+            if not dry_run and previous.get("observedGeneration") != generation:
+                progressing = progressing_status(previous, generation=generation, now=self.clock())
+                await self._patch_status(identity, progressing)
             report = await self._validated_cycle(identity, spec, mirrored, dry_run=dry_run)
-        except Exception as error:  # a bug: said in the status, the metrics and the log
+        except Exception as error:  # the one crash net: a bug is said in the status, the
+            # metrics and the log, and the loop goes on (what fails after it, kopf retries)
             log.exception(
                 "sync cycle of EGPSource %s/%s crashed", identity.namespace, identity.name
             )
@@ -206,8 +139,8 @@ class SourceSyncer:
             _record_metrics(identity, report, started)
             await self._write_status(
                 identity,
-                source.get("status") or {},
-                meta.get("generation"),
+                previous,
+                generation,
                 report.outcome,
                 handled_request=sync_request(source),
             )
@@ -268,20 +201,7 @@ class SourceSyncer:
             return CycleReport(CycleOutcome.failed(error.reason, error.message))
         hold = self.listing_memory.hold(source.namespace)
         try:
-            client = EGPClient(
-                base_url=spec.base_url,
-                api_key=api_key,
-                account_id=spec.account_id,
-                timeout=self.settings.egp_timeout_seconds,
-                retry=RetryPolicy(max_retries=self.settings.egp_max_retries),
-                limits=self.read_limits,
-                endpoint_policy=self.endpoint_policy,
-                rate_limits=self.rate_limits,
-                transport=self.connections.transport(
-                    tls_context(self.settings.egp_ca_file or self.settings.egp_verify_tls)
-                ),
-                memory=hold,
-            )
+            client = self.egp_clients.client(spec, api_key, hold)
         except EGPError as refused:
             log.warning("EGPSource %s/%s: %s", source.namespace, source.name, refused.message)
             return CycleReport(CycleOutcome.failed(refused.reason, refused.message))

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from egp_operator.resources.models import SOURCE_KIND
+from egp_operator.kube import KubeAPI, custom_path
+from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_KIND, VERSION
+from egp_operator.sync.naming import SOURCE_LABEL, label_value
 
 #: Strings up to this long are shared between the objects of the index.
 _SHARED_STRING_LENGTH: Final = 64
@@ -107,6 +109,18 @@ def mirrored_from_object(obj: Mapping[str, Any]) -> MirroredModel:
         generation=int(meta.get("generation") or 1),
         controller_uid=_controller_uid(meta),
     )
+
+
+async def list_mirrored(kube: KubeAPI, namespace: str, source: str) -> list[MirroredModel]:
+    """The source's EGPModels by LIST, for one-off cycles that have no kopf index."""
+    path = custom_path(GROUP, VERSION, namespace, MODEL_PLURAL)
+    answer = await kube.get(path, params={"labelSelector": f"{SOURCE_LABEL}={label_value(source)}"})
+    items = answer.get("items", []) if isinstance(answer, dict) else []
+    return [
+        mirrored_from_object(item)
+        for item in items
+        if item.get("spec", {}).get("sourceRef", {}).get("name") == source
+    ]
 
 
 def _controller_uid(meta: Mapping[str, Any]) -> str:

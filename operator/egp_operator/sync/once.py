@@ -5,31 +5,47 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from egp_operator.kube import KubeClient, KubeError, custom_path, load_configuration
+from egp_operator.kube import KubeAPI, KubeClient, KubeError, custom_path, load_configuration
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_operator.settings import Settings
-from egp_operator.sync.cycle import CycleReport, SourceSyncer, list_mirrored
+from egp_operator.sync.cycle import CycleReport, SourceSyncer
+from egp_operator.sync.mirrored import list_mirrored
 
 
-async def sync_once(source_name: str, *, namespace: str, dry_run: bool, out: TextIO) -> int:
-    settings = Settings()
+async def sync_once(
+    source_name: str, *, namespace: str, settings: Settings, dry_run: bool, out: TextIO
+) -> int:
+    """The command: against the cluster of KUBECONFIG (or the in-cluster config)."""
     kube = KubeClient(load_configuration(), concurrency=settings.kube_concurrency)
     try:
-        try:
-            source = await kube.get(
-                custom_path(GROUP, VERSION, namespace, SOURCE_PLURAL, source_name)
-            )
-        except KubeError as error:
-            out.write(f"EGPSource {namespace}/{source_name}: {error}\n")
-            return 1
-        mirrored = await list_mirrored(kube, namespace, source_name)
-        syncer = SourceSyncer(kube, settings)
-        try:
-            report = await syncer.run_cycle(source, mirrored, dry_run=dry_run)
-        finally:
-            await syncer.aclose()
+        return await sync_source_once(
+            kube, source_name, namespace=namespace, settings=settings, dry_run=dry_run, out=out
+        )
     finally:
         await kube.aclose()
+
+
+async def sync_source_once(
+    kube: KubeAPI,
+    source_name: str,
+    *,
+    namespace: str,
+    settings: Settings,
+    dry_run: bool,
+    out: TextIO,
+) -> int:
+    """One cycle of the source, its plan and outcome written to `out`; 0 when it synced."""
+    try:
+        source = await kube.get(custom_path(GROUP, VERSION, namespace, SOURCE_PLURAL, source_name))
+    except KubeError as error:
+        out.write(f"EGPSource {namespace}/{source_name}: {error}\n")
+        return 1
+    mirrored = await list_mirrored(kube, namespace, source_name)
+    syncer = SourceSyncer(kube, settings)
+    try:
+        report = await syncer.run_cycle(source, mirrored, dry_run=dry_run)
+    finally:
+        await syncer.aclose()
     out.write(render_report(report, dry_run=dry_run))
     return 0 if report.outcome.ok else 1
 

@@ -18,7 +18,7 @@ from egp_operator.resources.models import (
     MIN_REFRESH_INTERVAL,
     EGPSourceSpec,
 )
-from egp_operator.sync.cycle import InvalidSpec, read_spec
+from egp_operator.sync.spec import InvalidSpec, read_spec
 
 #: What the CRD's pattern and maxLength admit: up to 32 characters of `<n>h<n>m<n>s`.
 admitted_durations = st.from_regex(DURATION_PATTERN, fullmatch=True).filter(

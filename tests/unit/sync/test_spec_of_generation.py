@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from egp_operator.resources.models import EGPSourceSpec
-from egp_operator.sync.cycle import InvalidSpec, SpecOfGeneration
+from egp_operator.sync.spec import InvalidSpec, SpecOfGeneration
 
 
 def _source(generation: int | None, **spec: Any) -> dict[str, Any]:
