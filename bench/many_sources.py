@@ -36,14 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.kubeapi import KubeAPI, load_crds
-from bench.peer_eso import ESOProcess, apply_eso_crds, create_peer_objects
-from bench.procs import FakeEGPProcess, OperatorProcess
-from bench.report import (
+from bench.many_sources_report import (
     MANY_SOURCES_GROWTH_JSON,
     MANY_SOURCES_JSON,
     MANY_SOURCES_SCALE_JSON,
     with_many_sources,
 )
+from bench.peer_eso import ESOProcess, apply_eso_crds, create_peer_objects
+from bench.procs import FakeEGPProcess, OperatorProcess
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION, parse_duration
 from egp_testbench.cluster import LocalControlPlane, find_bin_dir
 

@@ -28,6 +28,7 @@ import pydantic
 
 from bench.kubeapi import load_crds
 from bench.machine import describe_machine
+from bench.many_sources_report import with_many_sources
 from bench.procs import FakeEGPProcess, load_average
 from bench.report import render
 from bench.scenario import API_KEY, StageConfig, StageResult, run_stage
@@ -77,7 +78,7 @@ def _render_again(raw_file: Path, output: Path) -> int:
     """The report's wording can change after a run; the measurements stay what they were."""
     raw = json.loads(raw_file.read_text())
     stages = pydantic.TypeAdapter(list[StageResult]).validate_python(raw["stages"])
-    output.write_text(render(raw["command"], raw["machine"], stages))
+    output.write_text(with_many_sources(render(raw["command"], raw["machine"], stages)))
     print(f"bench: wrote {output} from {raw_file}")
     return 0
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
     machine["load average (1 min) at the end"] = f"{load_average():.2f}"
     machine["duration"] = f"{(time.time() - started) / 60:.1f} min"
-    args.output.write_text(render(command, machine, results))
+    args.output.write_text(with_many_sources(render(command, machine, results)))
     print(f"bench: wrote {args.output}")
     if args.json is not None:
         raw: dict[str, Any] = {

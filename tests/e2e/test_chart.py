@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from egp_operator.settings import Settings
-from egp_testbench.chart import CHART, settings_schema
+from release.chart import CHART, settings_schema
 from tests.e2e.conftest import go_tool
 from tests.manifests import grants, kustomize
 

@@ -24,10 +24,10 @@ import yaml
 from kubernetes import client
 
 from egp_operator.resources.models import GROUP, MODEL_PLURAL, SOURCE_PLURAL, VERSION
-from egp_testbench.chart import CHART
 from egp_testbench.cluster import LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from egp_testbench.operator_process import OPERATOR_COMMAND
+from release.chart import CHART
 from tests.e2e.conftest import go_tool
 from tests.e2e.harness import (
     EGP_ACCOUNT,

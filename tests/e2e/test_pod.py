@@ -27,10 +27,10 @@ import yaml
 from kubernetes import client, watch
 
 from egp_operator.resources.models import GROUP, MODEL_PLURAL
-from egp_testbench.chart import CHART
 from egp_testbench.cluster import DEFAULT_CONTROLLERS, LocalControlPlane
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
 from egp_testbench.node import NODE_ADDRESS, NODE_CONTROLLERS, LocalNode, in_node_namespace
+from release.chart import CHART
 from tests.e2e.conftest import go_tool
 from tests.e2e.container import IMAGE_USER, image_name, uids_of
 from tests.e2e.harness import (

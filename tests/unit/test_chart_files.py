@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from egp_testbench import chart
+from release import chart
 
 
 def test_the_charts_derived_files_are_current() -> None:

@@ -8,8 +8,8 @@
   by their camelCase names, with their types and bounds; the chart's own values (ports, the
   peering name) are not settings there.
 
-    python -m egp_testbench.chart           # write them (`make chart`)
-    python -m egp_testbench.chart --check   # exit 1 and name the stale ones (the unit tests do)
+    python -m release.chart           # write them (`make chart`)
+    python -m release.chart --check   # exit 1 and name the stale ones (the unit tests do)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from egp_operator.settings import Settings
 
-ROOT: Final = Path(__file__).resolve().parents[2]
+ROOT: Final = Path(__file__).resolve().parents[1]
 CHART: Final = ROOT / "charts" / "egp-operator"
 #: Settings the chart sets from values of its own, because other objects depend on them too.
 CHART_VALUES: Final = {
@@ -91,7 +91,7 @@ def stale() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m egp_testbench.chart", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m release.chart", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only say which files are stale")
     args = parser.parse_args(argv)
     if args.check:
