@@ -2,22 +2,36 @@
 
 Alerting rules in deploy/monitoring/ may use only these names; a test checks that. They are
 served by metrics_server.py.
+
+The per-source series come from one collector (`SourceMetrics`) that keeps each source's
+state as of its last cycle, as crate-operator does: forgetting a source is dropping one entry,
+and a cycle replaces its own series without looking at any other source's.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-from collections.abc import Callable, Mapping
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Final
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import REGISTRY, Counter, Gauge, disable_created_metrics
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from egp_operator.egp.models import MODEL_VENDORS
-from egp_operator.resources.models import Phase
+from egp_operator.vocabulary import Phase
 
-#: A `_created` series beside every counter and histogram of every source would be read by
-#: nothing here, and would make each scrape 10% bigger (2,000 lines at 1,000 sources).
+#: A `_created` series beside every counter would be read by nothing here; the collector below
+#: never makes them, and this keeps the Kubernetes request counter without them too.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX: Final = "egp_operator"
@@ -29,38 +43,163 @@ KNOWN_CODES: Final = frozenset(
     {"200", "400", "401", "403", "404", "408", "409", "422", "429", "500", "502", "503", "504"}
 )
 
-EGP_REQUESTS = Counter(
-    f"{PREFIX}_egp_requests",
-    "Requests sent to EGP, by HTTP status code (or transport_error).",
-    ["namespace", "source", "code"],
-)
-SYNC_DURATION = Histogram(
-    f"{PREFIX}_sync_duration_seconds",
-    "Wall time of one sync cycle of an EGPSource.",
-    ["namespace", "source"],
-    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
-LAST_SUCCESSFUL_SYNC = Gauge(
-    f"{PREFIX}_last_successful_sync_timestamp_seconds",
-    "Unix time of the last sync cycle that completed.",
-    ["namespace", "source"],
-)
-SYNC_ERRORS = Counter(
-    f"{PREFIX}_sync_errors",
-    "Sync cycles that failed, by reason (AuthenticationFailed, IncompleteListing, ...).",
-    ["namespace", "source", "reason"],
-)
-MODELS = Gauge(
-    f"{PREFIX}_models",
-    "Mirrored models by phase and vendor, as of the last complete listing.",
-    ["namespace", "source", "phase", "vendor"],
-)
-REFRESH_INTERVAL = Gauge(
-    f"{PREFIX}_source_refresh_interval_seconds",
-    "The EGPSource's refreshInterval, so alerts judge each source by its own; absent while"
-    " it is suspended.",
-    ["namespace", "source"],
-)
+#: Upper bounds of the sync duration histogram, +Inf last, and their `le` labels as
+#: prometheus_client's own Histogram writes them.
+DURATION_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, math.inf)
+_LE: Final = tuple(floatToGoString(bound) for bound in DURATION_BUCKETS)  # type: ignore[no-untyped-call]
+
+SOURCE_LABELS: Final = ("namespace", "source")
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceState:
+    """One source's series as of its last cycle. Never changed, only replaced: a scrape in
+    another thread reads a whole cycle's state or the one before, never half of one."""
+
+    egp_requests: Mapping[str, float]
+    #: (`le`, cumulative count) per DURATION_BUCKETS: the `_bucket` samples, ready to add.
+    duration_buckets: tuple[tuple[str, float], ...]
+    duration_sum: float
+    last_success: float | None
+    errors: Mapping[str, float]
+    models: Mapping[tuple[str, str], float]
+    refresh_seconds: float | None
+
+
+_NEW_SOURCE: Final = _SourceState({}, tuple((le, 0.0) for le in _LE), 0.0, None, {}, {}, None)
+
+
+def _added(counts: Mapping[str, float], more: Iterable[tuple[str, float]]) -> dict[str, float]:
+    total = dict(counts)
+    for key, count in more:
+        total[key] = total.get(key, 0.0) + count
+    return total
+
+
+class SourceMetrics:
+    """A collector of every per-source series, from a `_SourceState` per (namespace, source).
+
+    Cycles run in the event loop and scrapes in a worker thread (metrics_server.py), so the
+    map is only read or written under a lock; a scrape holds it just to copy the entries, and
+    builds the families from the immutable states after."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: dict[tuple[str, str], _SourceState] = {}
+
+    def record_cycle(
+        self,
+        namespace: str,
+        source: str,
+        *,
+        seconds: float,
+        egp_answers: Mapping[str, int],
+        model_counts: Mapping[tuple[Phase, str], int] | None,
+        refresh_seconds: float | None,
+        error_reason: str | None,
+    ) -> None:
+        """Fold one cycle into the source's state; see the module-level `record_cycle`."""
+        answers = [(code_label(str(code)), float(count)) for code, count in egp_answers.items()]
+        models: dict[tuple[str, str], float] | None = None
+        if model_counts is not None:
+            models = {}
+            for (phase, vendor), count in model_counts.items():
+                series = (str(phase), vendor_label(vendor))
+                models[series] = models.get(series, 0.0) + count
+        now = time.time()
+        with self._lock:
+            state = self._sources.get((namespace, source), _NEW_SOURCE)
+            self._sources[namespace, source] = _SourceState(
+                egp_requests=_added(state.egp_requests, answers),
+                duration_buckets=tuple(
+                    (le, count + 1 if seconds <= bound else count)
+                    for (le, count), bound in zip(
+                        state.duration_buckets, DURATION_BUCKETS, strict=True
+                    )
+                ),
+                duration_sum=state.duration_sum + seconds,
+                last_success=now if error_reason is None else state.last_success,
+                errors=state.errors
+                if error_reason is None
+                else _added(state.errors, [(str(error_reason), 1.0)]),
+                models=state.models if models is None else models,
+                refresh_seconds=state.refresh_seconds
+                if refresh_seconds is None
+                else refresh_seconds,
+            )
+
+    def forget_refresh_interval(self, namespace: str, source: str) -> None:
+        with self._lock:
+            state = self._sources.get((namespace, source))
+            if state is not None:
+                self._sources[namespace, source] = replace(state, refresh_seconds=None)
+
+    def forget(self, namespace: str, source: str) -> None:
+        with self._lock:
+            self._sources.pop((namespace, source), None)
+
+    def describe(self) -> list[Metric]:
+        """The families without samples: what REGISTRY checks for clashing names."""
+        return self._families({})
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            sources = dict(self._sources)
+        return self._families(sources)
+
+    @staticmethod
+    def _families(sources: Mapping[tuple[str, str], _SourceState]) -> list[Metric]:
+        """Each family once per scrape, with every source's samples added to it: every family
+        is there even without samples, as a labelled prometheus_client metric is."""
+        requests = CounterMetricFamily(
+            f"{PREFIX}_egp_requests",
+            "Requests sent to EGP, by HTTP status code (or transport_error).",
+            labels=(*SOURCE_LABELS, "code"),
+        )
+        duration = HistogramMetricFamily(
+            f"{PREFIX}_sync_duration_seconds",
+            "Wall time of one sync cycle of an EGPSource.",
+            labels=SOURCE_LABELS,
+        )
+        last_success = GaugeMetricFamily(
+            f"{PREFIX}_last_successful_sync_timestamp_seconds",
+            "Unix time of the last sync cycle that completed.",
+            labels=SOURCE_LABELS,
+        )
+        errors = CounterMetricFamily(
+            f"{PREFIX}_sync_errors",
+            "Sync cycles that failed, by reason (AuthenticationFailed, IncompleteListing, ...).",
+            labels=(*SOURCE_LABELS, "reason"),
+        )
+        models = GaugeMetricFamily(
+            f"{PREFIX}_models",
+            "Mirrored models by phase and vendor, as of the last complete listing.",
+            labels=(*SOURCE_LABELS, "phase", "vendor"),
+        )
+        refresh = GaugeMetricFamily(
+            f"{PREFIX}_source_refresh_interval_seconds",
+            "The EGPSource's refreshInterval, so alerts judge each source by its own; absent"
+            " while it is suspended.",
+            labels=SOURCE_LABELS,
+        )
+        for (namespace, source), state in sources.items():
+            for code, count in state.egp_requests.items():
+                requests.add_metric((namespace, source, code), count)
+            duration.add_metric((namespace, source), state.duration_buckets, state.duration_sum)
+            if state.last_success is not None:
+                last_success.add_metric((namespace, source), state.last_success)
+            for reason, count in state.errors.items():
+                errors.add_metric((namespace, source, reason), count)
+            for (phase, vendor), count in state.models.items():
+                models.add_metric((namespace, source, phase, vendor), count)
+            if state.refresh_seconds is not None:
+                refresh.add_metric((namespace, source), state.refresh_seconds)
+        return [requests, duration, last_success, errors, models, refresh]
+
+
+SOURCES: Final = SourceMetrics()
+REGISTRY.register(SOURCES)
+
 KUBE_REQUESTS = Counter(
     f"{PREFIX}_kubernetes_requests",
     "Requests to the Kubernetes API made by the sync cycles and the Secret watches (LIST, WATCH),"
@@ -75,16 +214,7 @@ SECRETS_IN_USE = Gauge(
     ["state"],
 )
 
-ALL: Final = (
-    EGP_REQUESTS,
-    SYNC_DURATION,
-    LAST_SUCCESSFUL_SYNC,
-    SYNC_ERRORS,
-    MODELS,
-    REFRESH_INTERVAL,
-    KUBE_REQUESTS,
-    SECRETS_IN_USE,
-)
+ALL: Final[tuple[Collector, ...]] = (SOURCES, KUBE_REQUESTS, SECRETS_IN_USE)
 
 
 def exported_names() -> set[str]:
@@ -111,50 +241,39 @@ def code_label(code: str) -> str:
     return f"{code[:1]}xx" if len(code) == 3 else "other"
 
 
-def record_egp_answers(namespace: str, source: str, answers: Mapping[str, int]) -> None:
-    for code, count in answers.items():
-        EGP_REQUESTS.labels(namespace, source, code_label(code)).inc(count)
-
-
-#: The (phase, vendor) series each source's model gauges have now, so that a cycle replaces its
-#: own without scanning every source's (a scan per cycle grows with the number of sources).
-_MODEL_SERIES: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
-
-
-def set_model_counts(namespace: str, source: str, counts: Mapping[tuple[Phase, str], int]) -> None:
-    """Replace the source's model gauges, so vanished (phase, vendor) pairs drop to absent."""
-    bounded: collections.Counter[tuple[str, str]] = collections.Counter()
-    for (phase, vendor), count in counts.items():
-        bounded[phase, vendor_label(vendor)] += count
-    current = frozenset(bounded)
-    for gone in _MODEL_SERIES.get((namespace, source), frozenset()) - current:
-        with contextlib.suppress(KeyError):
-            MODELS.remove(namespace, source, *gone)
-    for series, count in bounded.items():
-        MODELS.labels(namespace, source, *series).set(count)
-    _MODEL_SERIES[namespace, source] = current
+def record_cycle(
+    namespace: str,
+    source: str,
+    *,
+    seconds: float,
+    egp_answers: Mapping[str, int],
+    model_counts: Mapping[tuple[Phase, str], int] | None,
+    refresh_seconds: float | None,
+    error_reason: str | None,
+) -> None:
+    """Record one cycle of a source: its duration and EGP answers; the time now as its last
+    success if `error_reason` is None, else one error of that reason; its model gauges replaced
+    by `model_counts` (a vanished (phase, vendor) pair drops to absent) unless None, when the
+    last complete listing's stay; its refresh interval unless None."""
+    SOURCES.record_cycle(
+        namespace,
+        source,
+        seconds=seconds,
+        egp_answers=egp_answers,
+        model_counts=model_counts,
+        refresh_seconds=refresh_seconds,
+        error_reason=error_reason,
+    )
 
 
 def forget_refresh_interval(namespace: str, source: str) -> None:
     """No sync is due (the source is suspended): nothing to alert on its lateness."""
-    with contextlib.suppress(KeyError):
-        REFRESH_INTERVAL.remove(namespace, source)
+    SOURCES.forget_refresh_interval(namespace, source)
 
 
 def forget_source(namespace: str, source: str) -> None:
     """Drop a deleted source's series."""
-    _MODEL_SERIES.pop((namespace, source), None)
-    for metric in (
-        MODELS,
-        LAST_SUCCESSFUL_SYNC,
-        SYNC_DURATION,
-        EGP_REQUESTS,
-        SYNC_ERRORS,
-        REFRESH_INTERVAL,
-    ):
-        for labels in list(metric._metrics):
-            if labels[:2] == (namespace, source):
-                metric.remove(*labels)
+    SOURCES.forget(namespace, source)
 
 
 def count_secrets_in_use(counts: Callable[[], Mapping[str, int]]) -> None:

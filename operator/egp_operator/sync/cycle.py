@@ -347,14 +347,12 @@ class SourceSyncer:
 
 
 def _record_metrics(source: SourceIdentity, report: CycleReport, started: float) -> None:
-    labels = (source.namespace, source.name)
-    metrics.SYNC_DURATION.labels(*labels).observe(time.monotonic() - started)
-    metrics.record_egp_answers(*labels, report.egp_answers)
-    if report.plan is not None:
-        metrics.set_model_counts(*labels, report.plan.model_counts)
-    if report.refresh_seconds is not None:
-        metrics.REFRESH_INTERVAL.labels(*labels).set(report.refresh_seconds)
-    if report.outcome.ok:
-        metrics.LAST_SUCCESSFUL_SYNC.labels(*labels).set_to_current_time()
-    else:
-        metrics.SYNC_ERRORS.labels(*labels, report.outcome.reason).inc()
+    metrics.record_cycle(
+        source.namespace,
+        source.name,
+        seconds=time.monotonic() - started,
+        egp_answers=report.egp_answers,
+        model_counts=report.plan.model_counts if report.plan is not None else None,
+        refresh_seconds=report.refresh_seconds,
+        error_reason=None if report.outcome.ok else report.outcome.reason,
+    )

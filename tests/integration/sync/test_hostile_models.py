@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from egp_operator import metrics
 from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH, MAX_STATUS_BYTES
@@ -18,7 +19,7 @@ from egp_operator.settings import Settings
 from egp_operator.sync.cycle import SourceSyncer
 from egp_operator.sync.mirrored import MirroredModel, StoredStatus
 from egp_testbench.fake_egp import FakeEGPServer, generate_models
-from tests.unit.sync.fake_kube import FakeKube
+from egp_testbench.fake_kube import FakeKube
 
 KEY, ACCOUNT, NAMESPACE, SOURCE = "sk-hostile-models-1", "acct-hostile", "team-a", "hostile"
 HUGE = "x" * 3_000_000
@@ -64,7 +65,7 @@ async def test_hostile_models_are_mirrored_within_every_bound(egp: FakeEGPServer
 
     # A 9 MB page: past the default page cap, so the cap is raised to see what mirroring does.
     settings = Settings(max_page_bytes=16 * 1024 * 1024)
-    report = await SourceSyncer(cluster, settings).run_cycle(source(egp), [])  # type: ignore[arg-type]
+    report = await SourceSyncer(cluster, settings).run_cycle(source(egp), [])
 
     assert report.outcome.reason == "Synced"
     assert "4999 models" in report.outcome.message
@@ -76,8 +77,14 @@ async def test_hostile_models_are_mirrored_within_every_bound(egp: FakeEGPServer
         if path.endswith("/egpmodels") and isinstance(body, dict):
             labels = body["metadata"]["labels"]
             assert all(len(v) <= 63 and "\n" not in v for v in labels.values())
-    series = [labels for labels in metrics.MODELS._metrics if labels[:2] == (NAMESPACE, SOURCE)]
-    assert {labels[3] for labels in series} == {metrics.OTHER_VENDOR}
+    vendors = {
+        sample.labels["vendor"]
+        for family in REGISTRY.collect()
+        if family.name == "egp_operator_models"
+        for sample in family.samples
+        if (sample.labels["namespace"], sample.labels["source"]) == (NAMESPACE, SOURCE)
+    }
+    assert vendors == {metrics.OTHER_VENDOR}
 
 
 async def test_five_thousand_models_changing_phase_make_a_bounded_number_of_events(
@@ -86,7 +93,7 @@ async def test_five_thousand_models_changing_phase_make_a_bounded_number_of_even
     models = generate_models(5_000, seed=52)
     egp.add_models(models)
     cluster = kube()
-    syncer = SourceSyncer(cluster, Settings())  # type: ignore[arg-type]
+    syncer = SourceSyncer(cluster, Settings())
     first = await syncer.run_cycle(source(egp), [])
     assert first.plan is not None
     mirrored = [
