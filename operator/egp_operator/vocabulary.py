@@ -1,10 +1,11 @@
 """The Kubernetes words of our statuses, in one place: condition types, every reason a
-condition can give, building a condition, and timestamps as the API server writes them.
+condition or an Event can give, Event types, an EGPModel's phases, building a condition, and
+timestamps as the API server writes them.
 
 Reasons are what users alert and route on (`kubectl get -o jsonpath`, kstatus, Argo CD, the
 `reason` label of the metrics), so each is a stable CamelCase word, listed once here and
-explained in docs/troubleshooting.md (a test ties the two). An EGPModel's `Ready` condition
-uses its phase as the reason (`Phase` in resources/models.py).
+explained in docs/troubleshooting.md (a test ties the two). An EGPModel's `Ready` condition,
+and the Event of a model that changed phase, use its phase as the reason (`ModelPhase`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 # Condition types. Ready and Synced are ours; Reconciling and Stalled are kstatus' (Flux, kpt,
 # the cli-utils applier); Truncated says a model's status lost a free-form field to its size.
@@ -21,6 +22,39 @@ SYNCED: Final = "Synced"
 TRUNCATED: Final = "Truncated"
 RECONCILING: Final = "Reconciling"
 STALLED: Final = "Stalled"
+CONDITION_TYPES: Final = (READY, SYNCED, RECONCILING, STALLED, TRUNCATED)
+
+#: What an EGPModel's `status.phase` can be, and so the reason of its Ready condition.
+Phase = Literal["Ready", "Deploying", "Failed", "DeploymentTimeout", "Unknown", "Missing"]
+
+
+class ModelPhase:
+    """Each phase by name, for code that means one phase."""
+
+    READY: Final = "Ready"
+    DEPLOYING: Final = "Deploying"
+    FAILED: Final = "Failed"
+    DEPLOYMENT_TIMEOUT: Final = "DeploymentTimeout"
+    UNKNOWN: Final = "Unknown"
+    #: Not in the last complete listing (kept for the grace period, or by the Retain policy).
+    MISSING: Final = "Missing"
+
+
+PHASES: Final[tuple[Phase, ...]] = (
+    ModelPhase.READY,
+    ModelPhase.DEPLOYING,
+    ModelPhase.FAILED,
+    ModelPhase.DEPLOYMENT_TIMEOUT,
+    ModelPhase.UNKNOWN,
+    ModelPhase.MISSING,
+)
+
+
+class EventType(StrEnum):
+    """The two types of a Kubernetes Event."""
+
+    NORMAL = "Normal"
+    WARNING = "Warning"
 
 
 class Reason(StrEnum):
@@ -63,6 +97,7 @@ class Reason(StrEnum):
     # Events on the source about its objects.
     MISSING_PRUNED = "MissingPruned"
     UNOWNED_MODELS_IGNORED = "UnownedModelsIgnored"
+    PHASE_CHANGES = "PhaseChanges"
 
 
 #: Outcomes that no retry will change: a human must fix the credentials, the spec, the

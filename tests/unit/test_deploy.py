@@ -22,9 +22,9 @@ import yaml
 
 from egp_operator import metrics
 from egp_operator.cli import build_parser
-from egp_operator.resources.models import GROUP, PHASES, VERSION, EGPSourceSpec, SecretKeyRef
+from egp_operator.resources.models import GROUP, VERSION, EGPSourceSpec, SecretKeyRef
 from egp_operator.settings import Settings
-from egp_operator.vocabulary import Reason
+from egp_operator.vocabulary import PHASES, Reason
 from tests.manifests import grants, kustomize
 
 REPO = Path(__file__).parents[2]

@@ -39,6 +39,7 @@ from egp_operator.resources.models import (
     EGPSourceSpec,
     EGPSourceStatus,
 )
+from egp_operator.vocabulary import READY, SYNCED
 
 __all__ = [
     "DURATION_PATTERN",
@@ -60,8 +61,13 @@ _DURATION_MAX_LENGTH: Final = 32
 _DURATION_VALIDATORS: Final = tuple(
     meta.func for meta in get_args(Duration)[1:] if isinstance(meta, AfterValidator)
 )
-_READY = '.status.conditions[?(@.type=="Ready")].status'
-_SYNCED = '.status.conditions[?(@.type=="Synced")].status'
+
+
+def _condition_status(type_: str) -> str:
+    """The JSONPath of a condition's status, for a printer column named after it."""
+    return f'.status.conditions[?(@.type=="{type_}")].status'
+
+
 _HEADER: Final = (
     "# Generated from operator/egp_operator/resources/models.py by `make crds`: do not edit.\n"
 )
@@ -297,11 +303,13 @@ _SOURCE = _Kind(
     status=EGPSourceStatus,
     columns=(
         _Column("Account", "string", ".spec.accountID", "The EGP account."),
-        _Column("Ready", "string", _READY, "Whether the account answers."),
+        _Column(READY, "string", _condition_status(READY), "Whether the account answers."),
         _Column("Models", "integer", ".status.models.total", "How many models are mirrored."),
         _Column("Last Sync", "date", ".status.lastSyncTime", "When the last sync cycle ended."),
         _AGE,
-        _Column("Synced", "string", _SYNCED, "Whether the last sync cycle completed.", 1),
+        _Column(
+            SYNCED, "string", _condition_status(SYNCED), "Whether the last sync cycle completed.", 1
+        ),
         _Column("Message", "string", ".status.message", "Why the last sync cycle failed.", 1),
     ),
     spec_rules={
@@ -338,7 +346,7 @@ _MODEL = _Kind(
         _Column("Vendor", "string", ".status.vendor", "The model's vendor."),
         _Column("Type", "string", ".status.type", "The model's type."),
         _Column("Status", "string", ".status.status", "The model's status in EGP."),
-        _Column("Ready", "string", _READY, "Whether the model is ready."),
+        _Column(READY, "string", _condition_status(READY), "Whether the model is ready."),
         _AGE,
         _Column("Phase", "string", ".status.phase", "The model's phase.", 1),
         _Column("Model ID", "string", ".spec.modelID", "The model's id in EGP.", 1),

@@ -27,6 +27,7 @@ from pydantic import (
 from egp_operator.bounds import MAX_MODEL_ID_LENGTH
 from egp_operator.egp.client import DEFAULT_BASE_URL
 from egp_operator.egp.endpoint import BASE_URL_PATTERN, check_base_url
+from egp_operator.vocabulary import CONDITION_TYPES, Phase
 
 GROUP: Final = "egp-operator.io"
 VERSION: Final = "v1alpha1"
@@ -74,15 +75,6 @@ def _is_duration(text: str) -> str:
 
 Duration = Annotated[str, AfterValidator(_is_duration)]
 DeletionPolicy = Literal["Retain", "Delete"]
-Phase = Literal["Ready", "Deploying", "Failed", "DeploymentTimeout", "Unknown", "Missing"]
-PHASES: Final[tuple[Phase, ...]] = (
-    "Ready",
-    "Deploying",
-    "Failed",
-    "DeploymentTimeout",
-    "Unknown",
-    "Missing",
-)
 
 
 class _Resource(BaseModel):
@@ -216,7 +208,9 @@ def _hours(duration: timedelta) -> str:
 class Condition(_Resource):
     """A standard Kubernetes condition (metav1.Condition)."""
 
-    type: str = Field(description="The aspect this condition reports on: Ready or Synced.")
+    type: str = Field(
+        description="The aspect this condition reports on: " + ", ".join(CONDITION_TYPES) + "."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="Why, as one CamelCase word.")
     message: str = Field(default="", description="Why, for humans.")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_QUOTED_LENGTH, cut
-from egp_operator.resources.models import Phase
 from egp_operator.sync.mirrored import StoredStatus
 from egp_operator.sync.upstream import UpstreamModel
 from egp_operator.vocabulary import (
@@ -25,32 +24,34 @@ from egp_operator.vocabulary import (
     STALLED,
     SYNCED,
     TRUNCATED,
+    ModelPhase,
+    Phase,
     Reason,
     condition,
 )
 
 #: One table from upstream status to phase; anything else is `Unknown`, never an error.
 PHASE_BY_STATUS: Final[Mapping[str, Phase]] = {
-    "ready": "Ready",
-    "deploying": "Deploying",
-    "failed": "Failed",
-    "deployment_timeout": "DeploymentTimeout",
+    "ready": ModelPhase.READY,
+    "deploying": ModelPhase.DEPLOYING,
+    "failed": ModelPhase.FAILED,
+    "deployment_timeout": ModelPhase.DEPLOYMENT_TIMEOUT,
 }
 
 #: What each phase means to kstatus: still moving (Reconciling), or needs a human (Stalled).
 #: Unknown is a status this version does not know yet: not a failure, so still moving.
 PROGRESS_BY_PHASE: Final[Mapping[Phase, str | None]] = {
-    "Ready": None,
-    "Deploying": RECONCILING,
-    "Unknown": RECONCILING,
-    "Failed": STALLED,
-    "DeploymentTimeout": STALLED,
-    "Missing": STALLED,
+    ModelPhase.READY: None,
+    ModelPhase.DEPLOYING: RECONCILING,
+    ModelPhase.UNKNOWN: RECONCILING,
+    ModelPhase.FAILED: STALLED,
+    ModelPhase.DEPLOYMENT_TIMEOUT: STALLED,
+    ModelPhase.MISSING: STALLED,
 }
 
 
 def phase_of(upstream_status: str | None) -> Phase:
-    return PHASE_BY_STATUS.get(upstream_status or "", "Unknown")
+    return PHASE_BY_STATUS.get(upstream_status or "", ModelPhase.UNKNOWN)
 
 
 def progress_conditions(
@@ -131,7 +132,7 @@ def observed_status(
     status["conditions"] = [
         condition(
             READY,
-            phase == "Ready",
+            phase == ModelPhase.READY,
             phase,
             ready_message,
             now=now,
@@ -140,7 +141,7 @@ def observed_status(
         condition(
             SYNCED,
             True,
-            "Synced",
+            Reason.SYNCED,
             "Seen in the last complete listing",
             now=now,
             previous=previous_conditions,
@@ -172,14 +173,18 @@ def missing_status(previous: StoredStatus, *, now: str, generation: int = 1) -> 
     message = "The model is no longer listed by EGP"
     conditions = previous.conditions
     return {
-        "phase": "Missing",
+        "phase": ModelPhase.MISSING,
         "missingSince": previous.missing_since or now,
         "observedGeneration": generation,
         "conditions": [
-            condition(READY, False, "Missing", message, now=now, previous=conditions),
-            condition(SYNCED, False, "Missing", message, now=now, previous=conditions),
+            condition(READY, False, ModelPhase.MISSING, message, now=now, previous=conditions),
+            condition(SYNCED, False, ModelPhase.MISSING, message, now=now, previous=conditions),
             *progress_conditions(
-                PROGRESS_BY_PHASE["Missing"], "Missing", message, now=now, previous=conditions
+                PROGRESS_BY_PHASE[ModelPhase.MISSING],
+                ModelPhase.MISSING,
+                message,
+                now=now,
+                previous=conditions,
             ),
             *[dict(c) for c in conditions if c.get("type") == TRUNCATED],
         ],
@@ -201,6 +206,6 @@ def _ready_message(model: UpstreamModel, phase: Phase) -> str:
     if model.status_reason:
         return cut(model.status_reason, MAX_MESSAGE_LENGTH)
     upstream = cut(repr(model.status), MAX_QUOTED_LENGTH) if model.status else "none"
-    if phase == "Unknown":
+    if phase == ModelPhase.UNKNOWN:
         return f"EGP reports status {upstream}, which this operator does not know"
     return f"EGP reports status {upstream}"

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, cut, storable_text
-from egp_operator.resources.models import Phase
 from egp_operator.sync.model_status import progress_conditions
 from egp_operator.vocabulary import (
     READY,
@@ -21,6 +20,8 @@ from egp_operator.vocabulary import (
     STALLED,
     STALLED_REASONS,
     SYNCED,
+    ModelPhase,
+    Phase,
     Reason,
     condition,
     parse_timestamp,
@@ -153,12 +154,12 @@ def progress_of(outcome: CycleOutcome) -> str | None:
 def _counts(phase_counts: Mapping[Phase, int]) -> dict[str, int]:
     return {
         "total": sum(phase_counts.values()),
-        "ready": phase_counts.get("Ready", 0),
-        "deploying": phase_counts.get("Deploying", 0),
-        "failed": phase_counts.get("Failed", 0),
-        "deploymentTimeout": phase_counts.get("DeploymentTimeout", 0),
-        "unknown": phase_counts.get("Unknown", 0),
-        "missing": phase_counts.get("Missing", 0),
+        "ready": phase_counts.get(ModelPhase.READY, 0),
+        "deploying": phase_counts.get(ModelPhase.DEPLOYING, 0),
+        "failed": phase_counts.get(ModelPhase.FAILED, 0),
+        "deploymentTimeout": phase_counts.get(ModelPhase.DEPLOYMENT_TIMEOUT, 0),
+        "unknown": phase_counts.get(ModelPhase.UNKNOWN, 0),
+        "missing": phase_counts.get(ModelPhase.MISSING, 0),
     }
 
 

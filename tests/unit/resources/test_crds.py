@@ -21,7 +21,8 @@ from egp_operator.resources.crds import (
     render_crds_yaml,
     write_crds,
 )
-from egp_operator.resources.models import PHASES, parse_duration
+from egp_operator.resources.models import parse_duration
+from egp_operator.vocabulary import PHASES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS_DIR = REPO_ROOT / "crds"
