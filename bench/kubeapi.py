@@ -60,7 +60,7 @@ def models_path(namespace: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
-class KubeAPI:
+class AdminKube:
     """JSON requests as admin, at most `concurrency` at a time, counted by verb."""
 
     def __init__(self, server: str, ca_file: Path, token: str, *, concurrency: int = 16) -> None:
@@ -79,9 +79,9 @@ class KubeAPI:
         self._slots = asyncio.Semaphore(concurrency)
         self.requests: Counter[str] = Counter()
 
-    def fresh(self, concurrency: int) -> KubeAPI:
+    def fresh(self, concurrency: int) -> AdminKube:
         """Another client to the same server, with its own pool and counts."""
-        return KubeAPI(self.server, self.ca_file, self.token, concurrency=concurrency)
+        return AdminKube(self.server, self.ca_file, self.token, concurrency=concurrency)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -224,11 +224,11 @@ class AioKubeAPI:
         return _decoded(response.status, text)
 
 
-Requester = KubeAPI | AioKubeAPI
+Requester = AdminKube | AioKubeAPI
 PLAIN_LIBRARIES: Final = ("httpx", "aiohttp")
 
 
-def plain_client(library: str, admin: KubeAPI, concurrency: int) -> Requester:
+def plain_client(library: str, admin: AdminKube, concurrency: int) -> Requester:
     """A fresh plain client on `library`, to the server `admin` talks to."""
     if library == "httpx":
         return admin.fresh(concurrency)
@@ -289,7 +289,7 @@ class ModelTracker:
     """name -> status.phase of a namespace's EGPModels, by LIST then WATCH (relisting if the
     watch expires), feeding the goals it is asked to wait for."""
 
-    def __init__(self, kube: KubeAPI, namespace: str) -> None:
+    def __init__(self, kube: AdminKube, namespace: str) -> None:
         self.kube = kube.fresh(concurrency=2)
         self.namespace = namespace
         self.phases: dict[str, str | None] = {}

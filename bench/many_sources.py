@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.kubeapi import KubeAPI, load_crds
+from bench.kubeapi import AdminKube, load_crds
 from bench.many_sources_report import (
     MANY_SOURCES_GROWTH_JSON,
     MANY_SOURCES_JSON,
@@ -243,7 +243,7 @@ def namespaces_of(run: Run) -> list[str]:
     return [f"team-{index}" for index in range(run.namespaces or run.sources)]
 
 
-async def _create_sources(kube: KubeAPI, egp_url: str, run: Run) -> None:
+async def _create_sources(kube: AdminKube, egp_url: str, run: Run) -> None:
     """Source `i` is `src-<i // namespaces>` in namespace `team-<i % namespaces>`, and every
     source of a namespace uses its one Secret, as a team with several accounts would."""
     namespaces = namespaces_of(run)
@@ -300,7 +300,7 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
         for index in range(run.sources):
             egp.add_account(API_KEY, f"acct-{index}", run.models_per_source, seed=index)
         with LocalControlPlane(find_bin_dir(build=True), work / "cluster") as plane:
-            kube = KubeAPI(plane.server, plane.ca_file, plane.admin_token)
+            kube = AdminKube(plane.server, plane.ca_file, plane.admin_token)
             try:
                 await kube.prepare_for_operator(load_crds(REPO / "crds"))
                 operator = OperatorProcess(
@@ -332,7 +332,7 @@ async def measure(run: Run, args: argparse.Namespace, work: Path) -> None:
 async def _observe(
     run: Run,
     args: argparse.Namespace,
-    kube: KubeAPI,
+    kube: AdminKube,
     egp: FakeEGPProcess,
     operator: OperatorProcess,
     peer: ESOProcess | None,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from bench.kubeapi import KubeAPI, load_crds
+from bench.kubeapi import AdminKube, load_crds
 from bench.procs import BenchError, cpu_seconds, memory
 from egp_testbench.processes import free_port, stop_group
 
@@ -116,7 +116,7 @@ def eso_path(namespace: str, plural: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
-async def apply_eso_crds(kube: KubeAPI, crds_dir: Path | None = None) -> list[str]:
+async def apply_eso_crds(kube: AdminKube, crds_dir: Path | None = None) -> list[str]:
     """Server-side apply ESO's CRDs; their names, once Established and served. ESO exits at
     start-up when they are not served yet (its ExternalSecret controller indexes a field of
     the kind), so this comes before `ESOProcess`."""
@@ -152,7 +152,7 @@ def external_secret(namespace: str, index: int, refresh: str) -> dict[str, Any]:
 
 
 async def create_peer_objects(
-    kube: KubeAPI, namespaces: list[str], per_namespace: int, refresh: str
+    kube: AdminKube, namespaces: list[str], per_namespace: int, refresh: str
 ) -> None:
     """In each existing namespace a fake SecretStore and `per_namespace` ExternalSecrets; the
     stores first, so no ExternalSecret waits on one. ESO's CRDs are served already."""

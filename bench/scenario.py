@@ -25,8 +25,8 @@ from bench import baselines
 from bench.baselines import Timed
 from bench.kubeapi import (
     PLAIN_LIBRARIES,
+    AdminKube,
     AllHavePhase,
-    KubeAPI,
     ModelTracker,
     PhasesAre,
     Requester,
@@ -211,7 +211,7 @@ async def _poll(
 
 class Stage:
     def __init__(
-        self, config: StageConfig, plane: LocalControlPlane, kube: KubeAPI, egp: FakeEGPProcess
+        self, config: StageConfig, plane: LocalControlPlane, kube: AdminKube, egp: FakeEGPProcess
     ) -> None:
         self.config = config
         self.plane = plane
@@ -426,7 +426,7 @@ class Stage:
 
 
 @contextlib.asynccontextmanager
-async def _client(library: str, admin: KubeAPI, concurrency: int) -> AsyncIterator[Requester]:
+async def _client(library: str, admin: AdminKube, concurrency: int) -> AsyncIterator[Requester]:
     client = plain_client(library, admin, concurrency)
     try:
         yield client
@@ -477,7 +477,7 @@ async def run_stage(config: StageConfig, egp: FakeEGPProcess) -> StageResult:
     upstream = egp.models(config.account)
     with contextlib.ExitStack() as stack:
         plane = stack.enter_context(control_plane(config))
-        kube = KubeAPI(plane.server, plane.ca_file, plane.admin_token)
+        kube = AdminKube(plane.server, plane.ca_file, plane.admin_token)
         try:
             await kube.prepare_for_operator(config.crds)
             stage = Stage(config, plane, kube, egp)

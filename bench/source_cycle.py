@@ -5,10 +5,11 @@
 One source of one model, settled: its EGPModel is mirrored with the status its first cycle
 wrote, so each measured cycle reads the Secret, lists EGP, plans and finds nothing to write, as
 a steady cycle of the many-sources soak does. EGP is the local server (`fake-egp`, its own
-process); Kubernetes is an in-memory stand-in that answers the Secret and keeps the writes. It
-reports CPU ms per `SourceSyncer.run_cycle`. Beside the soak's CPU per source cycle, the
-difference is what the operator around a cycle costs: the Secret GET over the network, the
-source's loop, kopf, and asyncio with many tasks (FINDINGS.md section 9).
+process); Kubernetes is the tests' in-memory stand-in (egp_testbench/fake_kube.py), which
+answers the Secret and keeps the writes. It reports CPU ms per `SourceSyncer.run_cycle`.
+Beside the soak's CPU per source cycle, the difference is what the operator around a cycle
+costs: the Secret GET over the network, the source's loop, kopf, and asyncio with many tasks
+(FINDINGS.md section 9).
 """
 
 from __future__ import annotations
@@ -16,64 +17,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import time
 from typing import Any
 
 from bench.procs import one_model_egp
-from egp_operator.kube import KubeError, core_path, custom_path
+from egp_operator.kube import core_path, custom_path
 from egp_operator.resources.models import GROUP, SOURCE_PLURAL, VERSION
 from egp_operator.settings import Settings
-from egp_operator.sync.cycle import SourceSyncer, read_spec
+from egp_operator.sync.cycle import SourceSyncer
 from egp_operator.sync.mirrored import mirrored_from_object
+from egp_operator.sync.spec import read_spec
+from egp_testbench.fake_kube import FakeKube
 
 API_KEY = "sk-bench-source-cycle"
 ACCOUNT = "acct-bench"
 NAMESPACE, SECRET = "team-a", "egp-credentials"
 SOURCE_PATH = custom_path(GROUP, VERSION, NAMESPACE, SOURCE_PLURAL, "src")
-
-
-class InMemoryKube:
-    """Objects by path: GETs answered, creates and status patches kept."""
-
-    concurrency = 4
-
-    def __init__(self, objects: dict[str, Any]) -> None:
-        self.objects = objects
-        self.writes = 0
-
-    async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        if path not in self.objects:
-            raise KubeError(404, "NotFound", path)
-        return self.objects[path]
-
-    async def create(self, path: str, body: Any) -> Any:
-        self.writes += 1
-        name = body["metadata"]["name"]
-        stored = {**body, "metadata": {**body["metadata"], "uid": f"uid-{name}", "generation": 1}}
-        self.objects[f"{path}/{name}"] = stored
-        return stored
-
-    async def json_patch(self, path: str, operations: list[dict[str, Any]] | str) -> Any:
-        self.writes += 1
-        steps: list[dict[str, Any]] = (
-            json.loads(operations) if isinstance(operations, str) else operations
-        )
-        target = self.objects.get(path.removesuffix("/status"), {})
-        for operation in steps:
-            if operation["path"] == "/status":
-                target["status"] = operation["value"]
-        return target
-
-    async def merge_patch(self, path: str, body: dict[str, Any]) -> Any:
-        self.writes += 1
-        target = self.objects.setdefault(path.removesuffix("/status"), {})
-        target.update(body)
-        return target
-
-    async def delete(self, path: str) -> Any:
-        self.writes += 1
-        return self.objects.pop(path, None)
 
 
 def _source(base_url: str) -> dict[str, Any]:
@@ -93,9 +52,10 @@ async def _measure(base_url: str, cycles: int) -> None:
         "metadata": {"namespace": NAMESPACE, "name": SECRET},
         "data": {"apiKey": base64.b64encode(API_KEY.encode()).decode()},
     }
-    kube = InMemoryKube({core_path(NAMESPACE, "secrets", SECRET): secret})
-    syncer = SourceSyncer(kube, Settings())
     source = _source(base_url)
+    # The source is stored too: its status writes land on it, for the next cycle to read.
+    kube = FakeKube({core_path(NAMESPACE, "secrets", SECRET): secret, SOURCE_PATH: dict(source)})
+    syncer = SourceSyncer(kube, Settings())
     try:
         for _ in range(2):  # the first creates the model and writes statuses; the second settles
             models = [
@@ -105,7 +65,7 @@ async def _measure(base_url: str, cycles: int) -> None:
             ]
             await syncer.run_cycle(source, models)
             source["status"] = kube.objects.get(SOURCE_PATH, {}).get("status")
-        writes_before = kube.writes
+        writes_before = kube.writes()
         spec = read_spec(source)
         started = time.process_time()
         for _ in range(cycles):
@@ -115,7 +75,7 @@ async def _measure(base_url: str, cycles: int) -> None:
         await syncer.aclose()
     print(
         f"{1000 * spent / cycles:.3f} ms of CPU per cycle over {cycles} cycles"
-        f" ({kube.writes - writes_before} Kubernetes writes while measured)"
+        f" ({kube.writes() - writes_before} Kubernetes writes while measured)"
     )
 
 

@@ -6,7 +6,7 @@ synchronous and a sync cycle writes thousands of objects with bounded concurrenc
 is counted by verb in `egp_operator_kubernetes_requests_total`.
 
 `KubeAPI` is what a cycle needs of it: the applier and the cycle take any implementation, so
-their decisions are unit-tested against an in-memory one (tests/unit/sync/fake_kube.py).
+their decisions are unit-tested against an in-memory one (egp_testbench/fake_kube.py).
 """
 
 from __future__ import annotations

@@ -15,13 +15,12 @@ from urllib.parse import quote, quote_plus
 from hypothesis import strategies as st
 
 from egp_operator.bounds import MAX_MODEL_ID_LENGTH
-from egp_operator.egp.models import (
-    MODEL_AVAILABILITIES,
-    MODEL_STATUSES,
-    MODEL_TYPES,
-    MODEL_VENDORS,
-    InferenceModel,
-)
+from egp_operator.egp.models import MODEL_VENDORS, InferenceModel
+from egp_operator.sync.model_status import PHASE_BY_STATUS
+
+#: Values EGP documents for fields the operator keeps as plain text: seeds the fuzz varies.
+MODEL_TYPES: Final = ("generic", "completion", "chat_completion")
+MODEL_AVAILABILITIES: Final = ("unknown", "available", "unavailable")
 
 #: Visible ASCII, as `check_api_key` demands; the second and third escape differently in JSON,
 #: repr, and URLs (quote vs quote_plus), so every scrubbed form is exercised.
@@ -148,7 +147,7 @@ _FIELDS: Final[dict[str, st.SearchStrategy[Any]]] = {
     "name": upstream_text(("llama", "LLAMA", "", "---", "llama 3")),
     "model_type": upstream_text(MODEL_TYPES),
     "model_vendor": upstream_text(MODEL_VENDORS),
-    "status": upstream_text(MODEL_STATUSES),
+    "status": upstream_text(tuple(PHASE_BY_STATUS)),
     "status_reason": upstream_text(),
     "model_availability": upstream_text(MODEL_AVAILABILITIES),
     "created_at": upstream_text(("2025-03-14T18:02:11Z",)),

@@ -18,7 +18,7 @@ from egp_operator.peering import (
     overlapping_operators,
     warn_if_priority_taken,
 )
-from tests.unit.sync.fake_kube import FakeKube
+from egp_testbench.fake_kube import FakeKube
 
 PEERINGS = "/apis/kopf.dev/v1/clusterkopfpeerings"
 
@@ -53,7 +53,7 @@ async def test_a_live_replica_with_the_same_priority_is_reported(
     )
 
     with caplog.at_level(logging.ERROR):
-        holders = await warn_if_priority_taken(kube, "egp-operator", (), 7)  # type: ignore[arg-type]
+        holders = await warn_if_priority_taken(kube, "egp-operator", (), 7)
 
     assert holders == ["replica-a"]
     assert "EGP_OPERATOR_PRIORITY=7 is already held" in caplog.text
@@ -68,7 +68,7 @@ async def test_an_expired_entry_with_the_same_priority_is_not_a_conflict() -> No
         }
     )
 
-    assert await warn_if_priority_taken(kube, "egp-operator", (), 7) == []  # type: ignore[arg-type]
+    assert await warn_if_priority_taken(kube, "egp-operator", (), 7) == []
 
 
 def kopfpeerings(namespace: str) -> str:

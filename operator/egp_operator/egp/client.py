@@ -140,9 +140,7 @@ class ModelListing(Generic[Kept]):
     walk was told to keep of each (`walk_models`), or as parsed (`list_models`)."""
 
     models: tuple[Kept, ...]
-    pages: int
     requests: int
-    total: int | None
 
 
 def tls_context(verify: bool | str) -> ssl.SSLContext:
@@ -333,16 +331,8 @@ class EGPClient:
             raise incomplete(f"the server reports {total} models but listed {len(kept)}")
         log.debug("listed %d EGP models in %d page(s)", len(kept), pages)
         return ModelListing(
-            models=tuple(kept.values()),
-            pages=pages,
-            requests=self.requests_sent - requests_before,
-            total=total,
+            models=tuple(kept.values()), requests=self.requests_sent - requests_before
         )
-
-    async def get_model(self, model_id: str) -> InferenceModel:
-        """Fetch one model record (`GET /v5/models/{id}`)."""
-        body = await self._get_json(f"{MODELS_PATH}/{quote(model_id, safe='')}", {})
-        return self._parse(InferenceModel, body)
 
     async def _get_page(
         self, params: Mapping[str, str | int], page_size: int

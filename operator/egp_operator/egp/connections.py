@@ -60,10 +60,6 @@ class SharedConnections:
             entry = self._pools[id(ssl_context)] = (ssl_context, pool)
         return entry[1]
 
-    def connections_opened(self) -> int:
-        """Connections opened so far, over every pool."""
-        return sum(pool.connections_opened for _, pool in self._pools.values())
-
     async def aclose(self) -> None:
         for _, pool in self._pools.values():
             await pool.aclose()

@@ -139,8 +139,3 @@ class IncompleteListingError(EGPError):
         self.pages = pages
         self.models_seen = models_seen
         self.cause = cause
-
-    @property
-    def cause_reason(self) -> Reason:
-        """The reason of what stopped the walk: the cause's, or the loop guard's."""
-        return self.cause.reason if self.cause else self.reason

@@ -25,9 +25,6 @@ MODEL_VENDORS: Final = (
     "xai",
     "fireworks_ai",
 )
-MODEL_TYPES: Final = ("generic", "completion", "chat_completion")
-MODEL_STATUSES: Final = ("ready", "deploying", "failed", "deployment_timeout")
-MODEL_AVAILABILITIES: Final = ("unknown", "available", "unavailable")
 
 MAX_PAGE_SIZE: Final = 1000
 #: The fewest models the operator asks for per page, whatever a source says: EGP's own default,

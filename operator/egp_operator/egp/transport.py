@@ -351,13 +351,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         #: Requests holding a connection, per endpoint: what tells which limit a wait met.
         self._busy: Counter[tuple[str, str]] = Counter()
-        #: Connections opened so far (aiohttp counts none): what shows that they are reused.
-        self.connections_opened = 0
 
     def _open_session(self) -> aiohttp.ClientSession:
         """Made at the first request, inside the event loop, as aiohttp requires."""
         tracing = aiohttp.TraceConfig()
-        tracing.on_connection_create_end.append(self._count_connection)
         tracing.on_connection_create_start.append(self._connection_acquired)
         tracing.on_connection_reuseconn.append(self._connection_acquired)
         return aiohttp.ClientSession(
@@ -376,9 +373,6 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             max_field_size=MAX_FIELD_BYTES,
             max_headers=MAX_HEADER_FIELDS,
         )
-
-    async def _count_connection(self, *_: object) -> None:
-        self.connections_opened += 1
 
     async def _connection_acquired(
         self, _session: aiohttp.ClientSession, context: SimpleNamespace, _params: object

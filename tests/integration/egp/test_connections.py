@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Final
@@ -27,31 +28,32 @@ from tests.integration.hostile_server import (
     HostileServer,
     RecordedRequest,
     Reply,
+    Respond,
     TrickleHead,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_cycles_of_different_sources_reuse_one_connection(
-    egp_server: FakeEGPServer,
-) -> None:
-    egp_server.add_models(generate_models(3))
-    egp_server.add_key("sk-other-team-91c2", ACCOUNT)
+async def test_cycles_of_different_sources_reuse_one_connection() -> None:
+    page = {"items": generate_models(3), "has_more": False, "total": 3}
+    keys = (API_KEY, "sk-other-team-91c2", API_KEY)  # three cycles, two sources
     connections = SharedConnections(EndpointPolicy())
     context = tls_context(True)
     try:
-        for key in (API_KEY, "sk-other-team-91c2", API_KEY):  # three cycles, two sources
-            async with EGPClient(
-                base_url=egp_server.url,
-                api_key=key,
-                account_id=ACCOUNT,
-                transport=connections.transport(context),
-            ) as client:
-                listing = await client.list_models()
-                assert len(listing.models) == 3
+        with HostileServer(Respond(200, json.dumps(page).encode())) as server:
+            for key in keys:
+                async with EGPClient(
+                    base_url=server.url,
+                    api_key=key,
+                    account_id=ACCOUNT,
+                    transport=connections.transport(context),
+                ) as client:
+                    listing = await client.list_models()
+                    assert len(listing.models) == 3
 
-        assert connections.connections_opened() == 1  # closing a client left the pool open
+            assert [request.headers["x-api-key"] for request in server.requests] == list(keys)
+            assert server.connections == 1  # closing a client left the pool open
     finally:
         await connections.aclose()
 

@@ -201,18 +201,22 @@ async def test_a_body_of_the_wrong_shape_is_a_malformed_response(
         await make_client().list_models()
 
 
-async def test_get_model_of_an_unknown_id_is_not_found(make_client: MakeClient) -> None:
-    with pytest.raises(NotFoundError, match="Model nope not found"):
-        await make_client().get_model("nope")
+async def test_a_404_is_a_not_found_error_with_the_servers_detail(
+    egp_server: FakeEGPServer, make_client: MakeClient
+) -> None:
+    egp_server.inject(Fault(status=404, body=json.dumps({"detail": "No such models endpoint"})))
+
+    with pytest.raises(NotFoundError, match=r"404.*No such models endpoint"):
+        await make_client().list_models()
 
 
-async def test_get_model_returns_the_record(
+async def test_a_listed_record_keeps_its_fields(
     egp_server: FakeEGPServer, make_client: MakeClient
 ) -> None:
     [model] = generate_models(1, seed=21)
     egp_server.add_models([model])
 
-    fetched = await make_client().get_model(model["id"])
+    [fetched] = (await make_client().list_models()).models
 
     assert fetched.name == model["name"]
     assert fetched.vendor_configuration == model["vendor_configuration"]
@@ -230,10 +234,9 @@ async def test_the_api_key_never_reaches_logs_errors_or_reprs(
     client = make_client()
     texts: list[str] = [repr(client), str(client)]
 
-    for call in (client.list_models, lambda: client.get_model("x")):
-        with pytest.raises(Exception) as raised:  # noqa: PT011 - any error; its text is checked
-            await call()
-        texts += [str(raised.value), repr(raised.value), repr(raised.value.__cause__)]
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - any error; its text is checked
+        await client.list_models()
+    texts += [str(raised.value), repr(raised.value), repr(raised.value.__cause__)]
     egp_server.clear_faults()
     egp_server.inject(Fault(status=200, body=f"not json {API_KEY}"))
     with pytest.raises(MalformedResponseError) as malformed:

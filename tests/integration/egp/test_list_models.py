@@ -11,8 +11,10 @@ import pytest
 from egp_operator.egp import (
     EGPClient,
     IncompleteListingError,
+    NotFoundError,
     PermissionDeniedError,
     ResponseTooLargeError,
+    ServerError,
     TooManyModelsError,
 )
 from egp_operator.egp.client import ReadLimits
@@ -20,6 +22,11 @@ from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
 from tests.integration.conftest import ACCOUNT, API_KEY
 
 MakeClient = Callable[..., EGPClient]
+
+
+def pages_served(server: FakeEGPServer) -> int:
+    """The list requests the server answered: one per page of a walk without retries."""
+    return sum(request["endpoint"] == "list" for request in server.recent_requests())
 
 
 @pytest.mark.parametrize(
@@ -44,8 +51,7 @@ async def test_walk_returns_every_model_exactly_once(
     listing = await make_client().list_models(page_size=page_size)
 
     assert sorted(m.id for m in listing.models) == sorted(m["id"] for m in models)
-    assert listing.pages == max(1, math.ceil(count / page_size))
-    assert listing.total == count
+    assert pages_served(egp_server) == max(1, math.ceil(count / page_size))
 
 
 async def test_vendor_filter_and_limit_are_resent_on_every_page(
@@ -118,7 +124,7 @@ async def test_failure_on_page_k_gives_an_incomplete_listing_not_a_short_one(
 
     assert raised.value.pages == 2
     assert raised.value.models_seen == 200
-    assert raised.value.cause_reason == "ServerError"
+    assert isinstance(raised.value.cause, ServerError)
 
 
 async def test_a_repeated_id_stops_the_walk_as_an_error(
@@ -175,7 +181,7 @@ async def test_a_cursor_model_deleted_mid_walk_gives_an_incomplete_listing(
     with pytest.raises(IncompleteListingError) as raised:
         await make_client(transport=DeleteCursorAfterFirstPage()).list_models(page_size=10)
 
-    assert raised.value.cause_reason == "NotFound"
+    assert isinstance(raised.value.cause, NotFoundError)
 
 
 async def test_a_short_listing_is_caught_by_total(
@@ -203,7 +209,7 @@ async def test_absent_has_more_does_not_end_the_walk_early(
     listing = await make_client().list_models(page_size=10)
 
     assert len(listing.models) == 25
-    assert listing.pages == 4  # three full-or-partial pages, then an empty one ends it
+    assert pages_served(egp_server) == 4  # three full-or-partial pages, then an empty one
 
 
 async def test_a_server_that_trickles_pages_is_stopped_by_the_page_cap(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from egp_operator.egp.models import MODEL_STATUSES
+from egp_operator.sync.model_status import PHASE_BY_STATUS
 from egp_testbench.fake_egp import FakeEGPServer, Fault, ServerConfig, generate_models
 from egp_testbench.fake_egp.state import VENDORS_2025_05
 from egp_testbench.processes import free_port
@@ -185,7 +185,7 @@ def test_generated_models_are_reproducible_and_varied() -> None:
     assert models == generate_models(300, seed=7)
     assert models != generate_models(300, seed=8)
     assert len({m["id"] for m in models}) == 300
-    assert {m["status"] for m in models} == set(MODEL_STATUSES)
+    assert {m["status"] for m in models} == set(PHASE_BY_STATUS)  # every status with a phase
     launch = [m for m in models if m["model_vendor"] == "launch"]
     llmengine = [m for m in models if m["model_vendor"] == "llmengine"]
     assert launch

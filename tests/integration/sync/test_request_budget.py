@@ -14,7 +14,7 @@ from egp_operator.kube import core_path
 from egp_operator.settings import Settings
 from egp_operator.sync.cycle import SourceSyncer
 from egp_testbench.fake_egp import FakeEGPServer, Fault, generate_models
-from tests.unit.sync.fake_kube import FakeKube
+from egp_testbench.fake_kube import FakeKube
 
 KEY, ACCOUNT, NAMESPACE, SOURCE = "sk-request-budget-1", "acct-budget", "team-a", "thrifty"
 

@@ -12,7 +12,7 @@ from egp_operator.sync.mirrored import EMPTY_STATUS
 from egp_operator.sync.model_status import StatusRecipe
 from egp_operator.sync.planner import Create, Delete, Event, Plan, Update
 from egp_operator.sync.upstream import keep_for_mirror
-from tests.unit.sync.fake_kube import FakeKube
+from egp_testbench.fake_kube import FakeKube
 
 SOURCE = SourceIdentity("team-a", "prod", "uid-source")
 NOW = datetime(2026, 11, 29, tzinfo=UTC)

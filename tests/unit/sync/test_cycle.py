@@ -9,14 +9,14 @@ import logging
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
-from egp_operator import metrics
 from egp_operator.egp import EGPClient
 from egp_operator.kube import core_path
 from egp_operator.settings import Settings
 from egp_operator.sync import cycle
 from egp_operator.sync.cycle import SourceSyncer
-from tests.unit.sync.fake_kube import FakeKube
+from egp_testbench.fake_kube import FakeKube
 
 NAMESPACE, SOURCE = "team-a", "prod"
 KEY = "sk-unit-4e5f6a7b"
@@ -137,8 +137,8 @@ async def test_a_bug_in_a_cycle_becomes_a_status_a_metric_and_a_traceback(
     monkeypatch.setattr(cycle, "make_plan", broken_planner)
     monkeypatch.setattr(EGPClient, "walk_models", listing)
     kube = FakeKube({SECRET_PATH: secret(KEY)})
-    errors = metrics.SYNC_ERRORS.labels(NAMESPACE, SOURCE, "InternalError")
-    before = errors._value.get()
+    errors = {"namespace": NAMESPACE, "source": SOURCE, "reason": "InternalError"}
+    before = REGISTRY.get_sample_value("egp_operator_sync_errors_total", errors) or 0.0
 
     with caplog.at_level(logging.ERROR):
         report = await syncer(kube).run_cycle(source(), [])
@@ -146,5 +146,5 @@ async def test_a_bug_in_a_cycle_becomes_a_status_a_metric_and_a_traceback(
     assert report.outcome.reason == "InternalError"
     assert "RecursionError" in report.outcome.message
     assert synced(last_status(kube))["reason"] == "InternalError"
-    assert errors._value.get() == before + 1
+    assert REGISTRY.get_sample_value("egp_operator_sync_errors_total", errors) == before + 1
     assert any(record.exc_info for record in caplog.records)

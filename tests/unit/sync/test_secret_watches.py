@@ -15,7 +15,7 @@ from egp_operator.kube import KubeError, WatchError, core_path
 from egp_operator.resources.models import SecretKeyRef
 from egp_operator.sync.credentials import CredentialsError, api_key_from_data, read_api_key
 from egp_operator.sync.secret_watches import Holder, SecretState, SecretWatches
-from tests.unit.sync.fake_kube import FakeKube
+from egp_testbench.fake_kube import FakeKube
 
 KEY = "egp-key-0123456789"
 SOURCE: Holder = ("team-a", "prod", "uid-prod")
