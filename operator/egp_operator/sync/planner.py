@@ -14,14 +14,25 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from egp_operator.bounds import MAX_EVENTS_PER_CYCLE, MAX_MODEL_ID_LENGTH
-from egp_operator.resources.models import MODEL_KIND, PHASES, SOURCE_KIND, DeletionPolicy, Phase
+from egp_operator.resources.models import MODEL_KIND, SOURCE_KIND, DeletionPolicy
 from egp_operator.sync.mirrored import EMPTY_STATUS, MirroredModel, status_digest
 from egp_operator.sync.model_status import StatusRecipe, is_missing_as, missing_status, phase_of
 from egp_operator.sync.naming import model_labels, object_name
 from egp_operator.sync.upstream import UpstreamModel
-from egp_operator.vocabulary import READY, Reason, parse_timestamp, timestamp
+from egp_operator.vocabulary import (
+    PHASES,
+    READY,
+    EventType,
+    ModelPhase,
+    Phase,
+    Reason,
+    parse_timestamp,
+    timestamp,
+)
 
-WARNING_PHASES: Final = frozenset({"Failed", "DeploymentTimeout", "Missing", "Unknown"})
+WARNING_PHASES: Final = frozenset(
+    {ModelPhase.FAILED, ModelPhase.DEPLOYMENT_TIMEOUT, ModelPhase.MISSING, ModelPhase.UNKNOWN}
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,7 @@ class Delete:
 @dataclass(frozen=True)
 class Event:
     object_name: str
-    type: str  # Normal or Warning
+    type: EventType
     reason: str
     message: str
     kind: str = MODEL_KIND
@@ -136,9 +147,6 @@ class PlanMemo:
         self._settled: dict[str, _Settled] = {}
         #: The look-alikes last reported: an Event is posted when they change, not every cycle.
         self._lookalikes: frozenset[str] = frozenset()
-
-    def __len__(self) -> int:
-        return len(self._settled)
 
 
 def make_plan(
@@ -200,13 +208,13 @@ def make_plan(
                 Delete(current.name, model_id, "missing upstream past its grace period")
             )
             continue
-        result.model_counts["Missing", current.status.vendor or ""] += 1
+        result.model_counts[ModelPhase.MISSING, current.status.vendor or ""] += 1
         labels = model_labels(
             source=policy.name,
             model_id=model_id,
             vendor=current.status.vendor,
             model_type=current.status.type,
-            phase="Missing",
+            phase=ModelPhase.MISSING,
         )
         _mark_missing(result, current, labels, changes)
     result.events = [*_within_budget(result.events, policy), *result.source_events]
@@ -234,7 +242,7 @@ def _owned(
             result.source_events.append(
                 Event(
                     policy.name,
-                    "Warning",
+                    EventType.WARNING,
                     Reason.UNOWNED_MODELS_IGNORED,
                     f"{len(names)} EGPModel(s) name this source but are not owned by it, so"
                     f" the operator leaves them alone: {shown}",
@@ -272,7 +280,7 @@ def _within_object_budget(
     result.source_events.append(
         Event(
             policy.name,
-            "Warning",
+            EventType.WARNING,
             Reason.MISSING_PRUNED,
             f"Deleted {len(pruned)} Missing EGPModel(s), the longest missing first: the source"
             f" keeps at most {policy.max_models} EGPModels, Missing ones included"
@@ -288,15 +296,15 @@ def _within_budget(events: list[Event], policy: SourcePolicy) -> list[Event]:
     the source counts the rest by phase, so 5,000 flapping models make 51 Events, not 5,000."""
     if len(events) <= MAX_EVENTS_PER_CYCLE:
         return events
-    ordered = sorted(events, key=lambda event: event.type != "Warning")
+    ordered = sorted(events, key=lambda event: event.type != EventType.WARNING)
     kept, rest = ordered[:MAX_EVENTS_PER_CYCLE], ordered[MAX_EVENTS_PER_CYCLE:]
     by_phase = Counter(event.reason for event in rest)
     summary = ", ".join(f"{count} to {phase}" for phase, count in sorted(by_phase.items()))
-    warning = any(event.type == "Warning" for event in rest)
+    warning = any(event.type == EventType.WARNING for event in rest)
     aggregate = Event(
         policy.name,
-        "Warning" if warning else "Normal",
-        "PhaseChanges",
+        EventType.WARNING if warning else EventType.NORMAL,
+        Reason.PHASE_CHANGES,
         f"{len(rest)} more models changed phase than get an Event each ({summary});"
         " see kubectl get egpmodels",
         kind=SOURCE_KIND,
@@ -365,7 +373,7 @@ def _transition_event(
     message = f"Phase changed from {before or 'none'} to {after}" + (
         f": {detail}" if detail else ""
     )
-    kind = "Warning" if after in WARNING_PHASES else "Normal"
+    kind = EventType.WARNING if after in WARNING_PHASES else EventType.NORMAL
     return Event(name, kind, after, message)
 
 
