@@ -51,6 +51,11 @@ MAX_API_KEY_BYTES: Final = 4096
 #: The same bound on the key as a Secret stores it, in base64.
 MAX_API_KEY_BASE64_LENGTH: Final = 4 * -(-MAX_API_KEY_BYTES // 3)
 
+#: Phase transitions an EGPModel's `status.history` keeps, the newest last (Flux keeps as many
+#: releases in a HelmRelease's history).
+MAX_PHASE_HISTORY: Final = 5
+#: The upstream reason a history entry quotes, on one line.
+MAX_HISTORY_MESSAGE_LENGTH: Final = 256
 #: Events posted per cycle of one source; past it one aggregate Event on the source says how
 #: many more models changed phase.
 MAX_EVENTS_PER_CYCLE: Final = 50

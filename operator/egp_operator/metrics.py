@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from prometheus_client import REGISTRY, Counter, Gauge, disable_created_metrics
@@ -47,6 +47,11 @@ KNOWN_CODES: Final = frozenset(
 #: prometheus_client's own Histogram writes them.
 DURATION_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, math.inf)
 _LE: Final = tuple(floatToGoString(bound) for bound in DURATION_BUCKETS)  # type: ignore[no-untyped-call]
+#: Upper bounds of the deploy duration histogram: model deploys take minutes to hours.
+DEPLOY_BUCKETS: Final = (
+    60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, math.inf,
+)  # fmt: skip
+_DEPLOY_LE: Final = tuple(floatToGoString(bound) for bound in DEPLOY_BUCKETS)  # type: ignore[no-untyped-call]
 
 SOURCE_LABELS: Final = ("namespace", "source")
 
@@ -64,9 +69,27 @@ class _SourceState:
     errors: Mapping[str, float]
     models: Mapping[tuple[str, str], float]
     refresh_seconds: float | None
+    #: Phase transitions, by the phase entered.
+    transitions: Mapping[str, float] = field(default_factory=dict)
+    #: Deploys ended, by outcome (the phase entered): `_bucket` samples per DEPLOY_BUCKETS,
+    #: and their sum.
+    deploys: Mapping[str, tuple[tuple[tuple[str, float], ...], float]] = field(default_factory=dict)
+    #: Models with a Flapping condition, as of the last complete listing.
+    flapping: float | None = None
 
 
 _NEW_SOURCE: Final = _SourceState({}, tuple((le, 0.0) for le in _LE), 0.0, None, {}, {}, None)
+_NO_DEPLOYS: Final = (tuple((le, 0.0) for le in _DEPLOY_LE), 0.0)
+
+
+def _observed(
+    buckets: tuple[tuple[str, float], ...], bounds: tuple[float, ...], value: float
+) -> tuple[tuple[str, float], ...]:
+    """Cumulative `_bucket` samples with `value` observed."""
+    return tuple(
+        (le, count + 1 if value <= bound else count)
+        for (le, count), bound in zip(buckets, bounds, strict=True)
+    )
 
 
 def _added(counts: Mapping[str, float], more: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -97,8 +120,11 @@ class SourceMetrics:
         model_counts: Mapping[tuple[Phase, str], int] | None,
         refresh_seconds: float | None,
         error_reason: str | None,
+        phase_changes: Iterable[tuple[str, float | None]] = (),
+        flapping: int | None = None,
     ) -> None:
         """Fold one cycle into the source's state; see the module-level `record_cycle`."""
+        changes = list(phase_changes)
         answers = [(code_label(str(code)), float(count)) for code, count in egp_answers.items()]
         models: dict[tuple[str, str], float] | None = None
         if model_counts is not None:
@@ -109,14 +135,14 @@ class SourceMetrics:
         now = time.time()
         with self._lock:
             state = self._sources.get((namespace, source), _NEW_SOURCE)
+            deploys = dict(state.deploys)
+            for outcome, took in changes:
+                if took is not None:
+                    buckets, total = deploys.get(outcome, _NO_DEPLOYS)
+                    deploys[outcome] = (_observed(buckets, DEPLOY_BUCKETS, took), total + took)
             self._sources[namespace, source] = _SourceState(
                 egp_requests=_added(state.egp_requests, answers),
-                duration_buckets=tuple(
-                    (le, count + 1 if seconds <= bound else count)
-                    for (le, count), bound in zip(
-                        state.duration_buckets, DURATION_BUCKETS, strict=True
-                    )
-                ),
+                duration_buckets=_observed(state.duration_buckets, DURATION_BUCKETS, seconds),
                 duration_sum=state.duration_sum + seconds,
                 last_success=now if error_reason is None else state.last_success,
                 errors=state.errors
@@ -126,6 +152,11 @@ class SourceMetrics:
                 refresh_seconds=state.refresh_seconds
                 if refresh_seconds is None
                 else refresh_seconds,
+                transitions=_added(state.transitions, ((phase, 1.0) for phase, _ in changes))
+                if changes
+                else state.transitions,
+                deploys=deploys,
+                flapping=state.flapping if flapping is None else float(flapping),
             )
 
     def forget_refresh_interval(self, namespace: str, source: str) -> None:
@@ -182,7 +213,31 @@ class SourceMetrics:
             " while it is suspended.",
             labels=SOURCE_LABELS,
         )
+        transitions = CounterMetricFamily(
+            f"{PREFIX}_model_phase_transitions",
+            "Phase changes of the source's models, by the phase entered: a rate well above the"
+            " deploys is flapping.",
+            labels=(*SOURCE_LABELS, "phase"),
+        )
+        deploys = HistogramMetricFamily(
+            f"{PREFIX}_model_deploy_duration_seconds",
+            "From Deploying to the next Ready, Failed or DeploymentTimeout, by that outcome;"
+            " known to within the source's refreshInterval.",
+            labels=(*SOURCE_LABELS, "outcome"),
+        )
+        flapping = GaugeMetricFamily(
+            f"{PREFIX}_models_flapping",
+            "Models with a Flapping condition (they changed phase too often), as of the last"
+            " complete listing.",
+            labels=SOURCE_LABELS,
+        )
         for (namespace, source), state in sources.items():
+            for phase, count in state.transitions.items():
+                transitions.add_metric((namespace, source, phase), count)
+            for outcome, (buckets, total) in state.deploys.items():
+                deploys.add_metric((namespace, source, outcome), buckets, total)
+            if state.flapping is not None:
+                flapping.add_metric((namespace, source), state.flapping)
             for code, count in state.egp_requests.items():
                 requests.add_metric((namespace, source, code), count)
             duration.add_metric((namespace, source), state.duration_buckets, state.duration_sum)
@@ -194,7 +249,17 @@ class SourceMetrics:
                 models.add_metric((namespace, source, phase, vendor), count)
             if state.refresh_seconds is not None:
                 refresh.add_metric((namespace, source), state.refresh_seconds)
-        return [requests, duration, last_success, errors, models, refresh]
+        return [
+            requests,
+            duration,
+            last_success,
+            errors,
+            models,
+            refresh,
+            transitions,
+            deploys,
+            flapping,
+        ]
 
 
 SOURCES: Final = SourceMetrics()
@@ -250,11 +315,15 @@ def record_cycle(
     model_counts: Mapping[tuple[Phase, str], int] | None,
     refresh_seconds: float | None,
     error_reason: str | None,
+    phase_changes: Iterable[tuple[str, float | None]] = (),
+    flapping: int | None = None,
 ) -> None:
     """Record one cycle of a source: its duration and EGP answers; the time now as its last
     success if `error_reason` is None, else one error of that reason; its model gauges replaced
     by `model_counts` (a vanished (phase, vendor) pair drops to absent) unless None, when the
-    last complete listing's stay; its refresh interval unless None."""
+    last complete listing's stay; its refresh interval unless None; each phase change written
+    (the phase entered, and the seconds of the deploy it ends, or None), and its flapping
+    models unless None."""
     SOURCES.record_cycle(
         namespace,
         source,
@@ -263,6 +332,8 @@ def record_cycle(
         model_counts=model_counts,
         refresh_seconds=refresh_seconds,
         error_reason=error_reason,
+        phase_changes=phase_changes,
+        flapping=flapping,
     )
 
 

@@ -22,7 +22,9 @@ SYNCED: Final = "Synced"
 TRUNCATED: Final = "Truncated"
 RECONCILING: Final = "Reconciling"
 STALLED: Final = "Stalled"
-CONDITION_TYPES: Final = (READY, SYNCED, RECONCILING, STALLED, TRUNCATED)
+#: An EGPModel that changes phase too often (sync/phase_history.py); present only while it does.
+FLAPPING: Final = "Flapping"
+CONDITION_TYPES: Final = (READY, SYNCED, RECONCILING, STALLED, TRUNCATED, FLAPPING)
 
 #: What an EGPModel's `status.phase` can be, and so the reason of its Ready condition.
 Phase = Literal["Ready", "Deploying", "Failed", "DeploymentTimeout", "Unknown", "Missing"]
@@ -94,6 +96,8 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "InternalError"
     # An EGPModel's Truncated condition.
     STATUS_TOO_LARGE = "StatusTooLarge"
+    # An EGPModel's Flapping condition, and the one Warning Event as it starts.
+    PHASE_FLAPPING = "PhaseFlapping"
     # Events on the source about its objects.
     MISSING_PRUNED = "MissingPruned"
     UNOWNED_MODELS_IGNORED = "UnownedModelsIgnored"

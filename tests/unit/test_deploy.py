@@ -24,7 +24,7 @@ from egp_operator import metrics
 from egp_operator.cli import build_parser
 from egp_operator.resources.models import GROUP, VERSION, EGPSourceSpec, SecretKeyRef
 from egp_operator.settings import Settings
-from egp_operator.vocabulary import PHASES, Reason
+from egp_operator.vocabulary import CONDITION_TYPES, PHASES, Reason
 from tests.manifests import grants, kustomize
 
 REPO = Path(__file__).parents[2]
@@ -512,7 +512,7 @@ def test_every_reason_phase_and_event_is_explained() -> None:
     """Every word of vocabulary.Reason, every phase, condition type and alert has its entry in
     docs/troubleshooting.md; the code can write no reason that is not in the enum."""
     text = (DOCS / "troubleshooting.md").read_text()
-    reasons = {str(reason) for reason in Reason} | {"Truncated", "Reconciling", "Stalled"}
+    reasons = {str(reason) for reason in Reason} | set(CONDITION_TYPES)
 
     for word in reasons | set(PHASES) | {rule["alert"] for rule in ALERTS}:
         assert f"`{word}`" in text, word

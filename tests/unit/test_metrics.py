@@ -21,6 +21,9 @@ SOURCE_FAMILIES = {
     "egp_operator_sync_errors",
     "egp_operator_models",
     "egp_operator_source_refresh_interval_seconds",
+    "egp_operator_model_phase_transitions",
+    "egp_operator_model_deploy_duration_seconds",
+    "egp_operator_models_flapping",
 }
 
 
@@ -36,6 +39,8 @@ def cycle(namespace: str, source: str = "src", **overrides: Any) -> None:
         "model_counts": {("Ready", "openai"): 1},
         "refresh_seconds": 300.0,
         "error_reason": None,
+        "phase_changes": [("Ready", 600.0)],
+        "flapping": 0,
         **overrides,
     }
     metrics.record_cycle(namespace, source, **arguments)
@@ -251,3 +256,42 @@ def test_a_scrape_in_another_thread_sees_whole_cycles() -> None:
 
     assert not failures
     assert checked
+
+
+def test_deploys_are_timed_by_outcome_and_changes_counted_by_the_phase_entered() -> None:
+    namespace = new_namespace()
+    cycle(namespace, phase_changes=[("Ready", 90.0), ("Failed", 4000.0), ("Deploying", None)])
+    cycle(namespace, phase_changes=[("Ready", 1500.0)])
+
+    def deploys(suffix: str, outcome: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(
+            f"egp_operator_model_deploy_duration_seconds_{suffix}",
+            {"namespace": namespace, "source": "src", "outcome": outcome, **labels},
+        )
+
+    assert deploys("count", "Ready") == 2
+    assert deploys("sum", "Ready") == 1590.0
+    assert deploys("bucket", "Ready", le="120.0") == 1
+    assert deploys("bucket", "Ready", le="1800.0") == 2
+    assert deploys("bucket", "Failed", le="3600.0") == 0
+    assert deploys("bucket", "Failed", le="7200.0") == 1
+    assert deploys("count", "Deploying") is None  # a change that ends no deploy is not timed
+    changes = {
+        phase: REGISTRY.get_sample_value(
+            "egp_operator_model_phase_transitions_total",
+            {"namespace": namespace, "source": "src", "phase": phase},
+        )
+        for phase in ("Ready", "Failed", "Deploying")
+    }
+    assert changes == {"Ready": 2, "Failed": 1, "Deploying": 1}
+
+
+def test_the_flapping_gauge_follows_the_last_listing_and_a_failed_cycle_keeps_it() -> None:
+    namespace = new_namespace()
+    labels = {"namespace": namespace, "source": "src"}
+    cycle(namespace, flapping=3)
+    cycle(namespace, error_reason="IncompleteListing", flapping=None, model_counts=None)
+
+    assert REGISTRY.get_sample_value("egp_operator_models_flapping", labels) == 3
+    cycle(namespace, flapping=0)
+    assert REGISTRY.get_sample_value("egp_operator_models_flapping", labels) == 0

@@ -347,6 +347,7 @@ _MODEL = _Kind(
         _Column("Type", "string", ".status.type", "The model's type."),
         _Column("Status", "string", ".status.status", "The model's status in EGP."),
         _Column(READY, "string", _condition_status(READY), "Whether the model is ready."),
+        _Column("Since", "date", ".status.phaseSince", "How long it has been in its phase."),
         _AGE,
         _Column("Phase", "string", ".status.phase", "The model's phase.", 1),
         _Column("Model ID", "string", ".spec.modelID", "The model's id in EGP.", 1),

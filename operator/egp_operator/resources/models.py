@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from egp_operator.bounds import MAX_MODEL_ID_LENGTH
+from egp_operator.bounds import MAX_HISTORY_MESSAGE_LENGTH, MAX_MODEL_ID_LENGTH, MAX_PHASE_HISTORY
 from egp_operator.egp.client import DEFAULT_BASE_URL
 from egp_operator.egp.endpoint import BASE_URL_PATTERN, check_base_url
 from egp_operator.vocabulary import CONDITION_TYPES, Phase
@@ -298,6 +298,22 @@ class CreatedBy(_Resource):
     )
 
 
+class PhaseTransition(_Resource):
+    """One change of an EGPModel's phase, as the cycle that first saw it recorded it."""
+
+    from_: Phase = Field(alias="from", description="The phase left.")
+    to: Phase = Field(description="The phase entered.")
+    time: str = Field(
+        description="When the cycle that first listed the new phase ran (RFC 3339): the"
+        " change happened within the source's refreshInterval before it."
+    )
+    message: str | None = Field(
+        default=None,
+        max_length=MAX_HISTORY_MESSAGE_LENGTH,
+        description="The upstream status_reason at the change, on one line.",
+    )
+
+
 class EGPModelStatus(_Resource):
     """What was last seen upstream, and what it means for Kubernetes."""
 
@@ -344,6 +360,19 @@ class EGPModelStatus(_Resource):
         description="The free-form fields left out: nested too deeply, or too big for the"
         " object to stay within a safe size.",
     )
+    phase_since: str | None = Field(
+        default=None,
+        alias="phaseSince",
+        description="When the current phase began (RFC 3339): the cycle that first listed it,"
+        " so to within the source's refreshInterval. For a model first seen Deploying, its"
+        " upstream createdAt; for one first seen in another phase, when it was first seen.",
+    )
+    history: list[PhaseTransition] | None = Field(
+        default=None,
+        max_length=MAX_PHASE_HISTORY,
+        description=f"The last {MAX_PHASE_HISTORY} phase transitions, oldest first; written"
+        " only when the phase changes.",
+    )
     missing_since: str | None = Field(
         default=None,
         alias="missingSince",
@@ -359,5 +388,7 @@ class EGPModelStatus(_Resource):
         description="Ready: True only while the upstream status is ready (reason: the phase)."
         " Synced: the last sync cycle saw this model. Reconciling: True while EGP is still"
         " deploying it (kstatus: InProgress). Stalled: True when it failed, timed out or"
-        " vanished upstream (kstatus: Failed).",
+        " vanished upstream (kstatus: Failed). Truncated: present when free-form fields were"
+        " left out. Flapping: present while the model changes phase too often"
+        " (docs/troubleshooting.md).",
     )

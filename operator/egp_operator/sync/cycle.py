@@ -99,7 +99,14 @@ class SourceSyncer:
         if self.secret_watches is not None:
             self.secret_watches.release((source.namespace, source.name, source.uid))
 
+    async def __aenter__(self) -> SourceSyncer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
+        """Close the watches and the connections to EGP that every source shares."""
         if self.secret_watches is not None:
             await self.secret_watches.aclose()
         await self.egp_clients.aclose()
@@ -347,12 +354,18 @@ class SourceSyncer:
 
 
 def _record_metrics(source: SourceIdentity, report: CycleReport, started: float) -> None:
+    plan = report.plan
     metrics.record_cycle(
         source.namespace,
         source.name,
         seconds=time.monotonic() - started,
         egp_answers=report.egp_answers,
-        model_counts=report.plan.model_counts if report.plan is not None else None,
+        model_counts=plan.model_counts if plan is not None else None,
         refresh_seconds=report.refresh_seconds,
         error_reason=None if report.outcome.ok else report.outcome.reason,
+        # Counted once written: a cycle whose writes failed plans its changes again.
+        phase_changes=[(t.phase, t.deploy_seconds) for t in plan.transitions]
+        if plan is not None and report.outcome.ok
+        else (),
+        flapping=plan.flapping if plan is not None else None,
     )

@@ -48,8 +48,11 @@ class StoredStatus:
     vendor: str | None = None
     type: str | None = None
     missing_since: str | None = None
+    phase_since: str | None = None
     observed_generation: int | None = None
     conditions: tuple[Mapping[str, Any], ...] = ()
+    #: The last phase transitions (`status.history`), oldest first.
+    history: tuple[Mapping[str, Any], ...] = ()
     truncated_fields: tuple[str, ...] = ()
     digest: int | None = field(default=None, compare=False)
 
@@ -59,15 +62,20 @@ class StoredStatus:
         if not status:
             return EMPTY_STATUS
         conditions = status.get("conditions")
+        history = status.get("history")
         truncated = status.get("truncatedFields")
         return cls(
             phase=_text_or_none(status.get("phase")),
             vendor=_text_or_none(status.get("vendor")),
             type=_text_or_none(status.get("type")),
             missing_since=_text_or_none(status.get("missingSince")),
+            phase_since=_text_or_none(status.get("phaseSince")),
             observed_generation=_int_or_none(status.get("observedGeneration")),
             conditions=tuple(shared_strings(c) for c in conditions or () if isinstance(c, dict))
             if isinstance(conditions, list)
+            else (),
+            history=tuple(shared_strings(e) for e in history if isinstance(e, dict))
+            if isinstance(history, list)
             else (),
             truncated_fields=tuple(str(f) for f in truncated)
             if isinstance(truncated, list)

@@ -5,7 +5,8 @@ conditions whose `lastTransitionTime` moves only when the condition's status doe
 of a status is bounded where the record is made (capped strings, free-form fields within
 MAX_FREE_FORM_BYTES, the deep ones left out), so a status always fits MAX_STATUS_BYTES, and the
 Truncated condition says what was left out. A model gone upstream keeps its last status; only
-the fields that say it is missing are written over it.
+the fields that say it is missing are written over it. When the phase began and the last
+transitions (`phaseSince`, `history`, the Flapping condition) come from phase_history.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Final
 
 from egp_operator.bounds import MAX_MESSAGE_LENGTH, MAX_QUOTED_LENGTH, cut
 from egp_operator.sync.mirrored import StoredStatus
+from egp_operator.sync.phase_history import flapping_condition, phase_time
 from egp_operator.sync.upstream import UpstreamModel
 from egp_operator.vocabulary import (
     READY,
@@ -128,6 +130,11 @@ def observed_status(
     status = {key: value for key, value in status.items() if value is not None}
     previous_conditions = previous.conditions
     ready_message = _ready_message(model, phase)
+    when = phase_time(
+        previous, phase, now=now, why=model.status_reason, created_at=model.created_at
+    )
+    status["phaseSince"] = when.since
+    status["history"] = when.history
     status["observedGeneration"] = generation
     status["conditions"] = [
         condition(
@@ -164,6 +171,9 @@ def observed_status(
                 previous=previous_conditions,
             )
         )
+    flapping = flapping_condition(when.history, now=now, previous=previous_conditions)
+    if flapping is not None:
+        status["conditions"].append(flapping)
     return status
 
 
@@ -172,9 +182,13 @@ def missing_status(previous: StoredStatus, *, now: str, generation: int = 1) -> 
     conditions, merged over the last known status, which is kept for the user."""
     message = "The model is no longer listed by EGP"
     conditions = previous.conditions
+    when = phase_time(previous, ModelPhase.MISSING, now=now, why=message)
+    flapping = flapping_condition(when.history, now=now, previous=conditions)
     return {
         "phase": ModelPhase.MISSING,
         "missingSince": previous.missing_since or now,
+        "phaseSince": when.since,
+        "history": when.history,
         "observedGeneration": generation,
         "conditions": [
             condition(READY, False, ModelPhase.MISSING, message, now=now, previous=conditions),
@@ -187,6 +201,7 @@ def missing_status(previous: StoredStatus, *, now: str, generation: int = 1) -> 
                 previous=conditions,
             ),
             *[dict(c) for c in conditions if c.get("type") == TRUNCATED],
+            *([flapping] if flapping is not None else []),
         ],
     }
 
@@ -196,6 +211,8 @@ def is_missing_as(previous: StoredStatus, changes: Mapping[str, Any]) -> bool:
     same: bool = (
         previous.phase == changes["phase"]
         and previous.missing_since == changes["missingSince"]
+        and previous.phase_since == changes["phaseSince"]
+        and [dict(e) for e in previous.history] == changes["history"]
         and previous.observed_generation == changes["observedGeneration"]
         and [dict(c) for c in previous.conditions] == changes["conditions"]
     )

@@ -41,11 +41,8 @@ async def sync_source_once(
         out.write(f"EGPSource {namespace}/{source_name}: {error}\n")
         return 1
     mirrored = await list_mirrored(kube, namespace, source_name)
-    syncer = SourceSyncer(kube, settings)
-    try:
+    async with SourceSyncer(kube, settings) as syncer:
         report = await syncer.run_cycle(source, mirrored, dry_run=dry_run)
-    finally:
-        await syncer.aclose()
     out.write(render_report(report, dry_run=dry_run))
     return 0 if report.outcome.ok else 1
 

@@ -18,8 +18,10 @@ from egp_operator.resources.models import MODEL_KIND, SOURCE_KIND, DeletionPolic
 from egp_operator.sync.mirrored import EMPTY_STATUS, MirroredModel, status_digest
 from egp_operator.sync.model_status import StatusRecipe, is_missing_as, missing_status, phase_of
 from egp_operator.sync.naming import model_labels, object_name
+from egp_operator.sync.phase_history import deploy_seconds
 from egp_operator.sync.upstream import UpstreamModel
 from egp_operator.vocabulary import (
+    FLAPPING,
     PHASES,
     READY,
     EventType,
@@ -98,6 +100,15 @@ class Event:
     kind: str = MODEL_KIND
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A model's phase change: the phase entered, and the deploy it ends, if it ends one
+    (`phase_history.deploy_seconds`)."""
+
+    phase: Phase
+    deploy_seconds: float | None = None
+
+
 @dataclass
 class Plan:
     creates: list[Create] = field(default_factory=list)
@@ -114,6 +125,10 @@ class Plan:
     source_events: list[Event] = field(default_factory=list)
     #: Mirrored models (after the plan) by (phase, vendor), for the source's status and metrics.
     model_counts: Counter[tuple[Phase, str]] = field(default_factory=Counter)
+    #: The phase changes this plan writes, for the metrics.
+    transitions: list[Transition] = field(default_factory=list)
+    #: Mirrored models (after the plan) with a Flapping condition.
+    flapping: int = 0
 
     @property
     def phase_counts(self) -> dict[Phase, int]:
@@ -194,7 +209,10 @@ def make_plan(
             result.creates.append(Create(name, model_id, labels, recipe))
             continue
         recipe = StatusRecipe(model, current.status, stamp, current.generation)
-        if not _update(result, current, labels, recipe) and fingerprint is not None:
+        written = _update(result, current, labels, recipe, now)
+        flapping = _flapping(current.status.conditions) is not None
+        if not written and fingerprint is not None and not flapping:
+            # A flapping model is built again every cycle: its condition ends with time.
             settled[model_id] = _Settled(fingerprint, current, phase, model.vendor or "")
 
     missing = [
@@ -216,7 +234,7 @@ def make_plan(
             model_type=current.status.type,
             phase=ModelPhase.MISSING,
         )
-        _mark_missing(result, current, labels, changes)
+        _mark_missing(result, current, labels, changes, now)
     result.events = [*_within_budget(result.events, policy), *result.source_events]
     if memo is not None:
         memo._settled = settled
@@ -313,11 +331,16 @@ def _within_budget(events: list[Event], policy: SourcePolicy) -> list[Event]:
 
 
 def _update(
-    result: Plan, current: MirroredModel, labels: dict[str, str], recipe: StatusRecipe
+    result: Plan,
+    current: MirroredModel,
+    labels: dict[str, str],
+    recipe: StatusRecipe,
+    now: datetime,
 ) -> bool:
     """Plan the writes that make `current` say `labels` and the status `recipe` builds; False
     when none. The status is built here to be compared, and again when it is written."""
     status = recipe.build()
+    result.flapping += _flapping(status["conditions"]) is not None
     stored = current.status.digest
     labels_changed = _labels_changed(current, labels)
     status_changed = stored is None or status_digest(status) != stored
@@ -331,14 +354,19 @@ def _update(
             recipe=recipe if status_changed else None,
         )
     )
-    _note_transition(result, current, status)
+    _note_transition(result, current, status, now)
     return True
 
 
 def _mark_missing(
-    result: Plan, current: MirroredModel, labels: dict[str, str], changes: dict[str, Any]
+    result: Plan,
+    current: MirroredModel,
+    labels: dict[str, str],
+    changes: dict[str, Any],
+    now: datetime,
 ) -> None:
     """Plan the writes that say `current` is missing, unless it already says so."""
+    result.flapping += _flapping(changes["conditions"]) is not None
     labels_changed = _labels_changed(current, labels)
     status_changed = not is_missing_as(current.status, changes)
     if not (labels_changed or status_changed):
@@ -351,17 +379,34 @@ def _mark_missing(
             status_changes=changes if status_changed else None,
         )
     )
-    _note_transition(result, current, changes)
+    _note_transition(result, current, changes, now)
 
 
 def _labels_changed(current: MirroredModel, labels: Mapping[str, str]) -> bool:
     return any(current.labels.get(key) != value for key, value in labels.items())
 
 
-def _note_transition(result: Plan, current: MirroredModel, status: Mapping[str, Any]) -> None:
+def _note_transition(
+    result: Plan, current: MirroredModel, status: Mapping[str, Any], now: datetime
+) -> None:
+    """A phase change gets an Event and counts in the metrics; the change that starts a
+    model's flapping gets one Warning Event more (and none while it goes on)."""
     before, after = current.status.phase, status["phase"]
-    if before != after:
-        result.events.append(_transition_event(current.name, before, after, status))
+    if before == after:
+        return
+    result.events.append(_transition_event(current.name, before, after, status))
+    if before is not None:
+        deploy = deploy_seconds(current.status, after, now)
+        result.transitions.append(Transition(after, deploy))
+    flapping = _flapping(status["conditions"])
+    if flapping is not None and _flapping(current.status.conditions) is None:
+        message = str(flapping.get("message", ""))
+        result.events.append(Event(current.name, EventType.WARNING, Reason.PHASE_FLAPPING, message))
+
+
+def _flapping(conditions: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The Flapping condition among `conditions`, if any."""
+    return next((c for c in conditions if c.get("type") == FLAPPING), None)
 
 
 def _transition_event(

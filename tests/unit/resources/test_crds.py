@@ -329,6 +329,7 @@ def test_model_printer_columns() -> None:
         ("Type", "string", ".status.type", 0),
         ("Status", "string", ".status.status", 0),
         ("Ready", "string", READY, 0),
+        ("Since", "date", ".status.phaseSince", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
         ("Phase", "string", ".status.phase", 1),
         ("Model ID", "string", ".spec.modelID", 1),

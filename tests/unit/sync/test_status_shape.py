@@ -21,13 +21,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from egp_operator.bounds import MAX_HISTORY_MESSAGE_LENGTH, MAX_PHASE_HISTORY
 from egp_operator.egp.models import InferenceModel
 from egp_operator.resources.models import Condition, EGPModelStatus, EGPSourceStatus
 from egp_operator.sync.mirrored import StoredStatus
 from egp_operator.sync.model_status import missing_status, observed_status
 from egp_operator.sync.source_status import CycleOutcome, progressing_status, source_status
 from egp_operator.sync.upstream import keep_for_mirror
-from egp_operator.vocabulary import Reason, timestamp
+from egp_operator.vocabulary import PHASES, Reason, timestamp
 from tests.unit.fuzz_strategies import build, model_record
 from tests.unit.test_fuzz_hostile_input import FUZZ
 
@@ -70,10 +71,24 @@ def assert_declared(model: type[BaseModel], status: Mapping[str, Any]) -> None:
 
 
 def written_model_statuses(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every status a model can be written with: first seen, changed from every other phase
+    over a full history (the newest entry quoting the hostile record), gone missing."""
     model = keep_for_mirror(InferenceModel.model_validate(build(record)))
     seen = observed_status(model, now=timestamp(NOW), previous=StoredStatus(), generation=3)
+    full = [
+        {"from": "Ready", "to": "Failed", "time": timestamp(NOW), "message": "x" * 256}
+    ] * MAX_PHASE_HISTORY
+    changed = [
+        observed_status(
+            model,
+            now=timestamp(NOW + timedelta(minutes=1)),
+            previous=StoredStatus.of({**seen, "phase": other, "history": full}),
+            generation=3,
+        )
+        for other in PHASES
+    ]
     missing = missing_status(StoredStatus.of(seen), now=timestamp(NOW), generation=3)
-    return [seen, missing, seen | missing]  # a merge patch keeps what it does not name
+    return [seen, *changed, missing, seen | missing]  # a merge patch keeps what it does not name
 
 
 @FUZZ
@@ -81,6 +96,12 @@ def written_model_statuses(record: dict[str, Any]) -> list[dict[str, Any]]:
 def test_every_model_status_written_is_declared_by_the_model(record: dict[str, Any]) -> None:
     for status in written_model_statuses(record):
         assert_declared(EGPModelStatus, status)
+        # Written together, and bounded like every status field (the CRD says so too).
+        assert {"phase", "phaseSince", "history"} <= status.keys()
+        assert len(status["history"]) <= MAX_PHASE_HISTORY
+        for entry in status["history"]:
+            assert len(entry.get("message", "")) <= MAX_HISTORY_MESSAGE_LENGTH
+            assert "\n" not in entry.get("message", "")
 
 
 @FUZZ
