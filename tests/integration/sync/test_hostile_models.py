@@ -65,7 +65,8 @@ async def test_hostile_models_are_mirrored_within_every_bound(egp: FakeEGPServer
 
     # A 9 MB page: past the default page cap, so the cap is raised to see what mirroring does.
     settings = Settings(max_page_bytes=16 * 1024 * 1024)
-    report = await SourceSyncer(cluster, settings).run_cycle(source(egp), [])
+    async with SourceSyncer(cluster, settings) as syncer:
+        report = await syncer.run_cycle(source(egp), [])
 
     assert report.outcome.reason == "Synced"
     assert "4999 models" in report.outcome.message
@@ -93,21 +94,23 @@ async def test_five_thousand_models_changing_phase_make_a_bounded_number_of_even
     models = generate_models(5_000, seed=52)
     egp.add_models(models)
     cluster = kube()
-    syncer = SourceSyncer(cluster, Settings())
-    first = await syncer.run_cycle(source(egp), [])
-    assert first.plan is not None
-    mirrored = [
-        MirroredModel(
-            c.name, c.model_id, c.labels, StoredStatus.of(c.status), controller_uid="uid-h"
-        )
-        for c in first.plan.creates
-    ]
-    flipped = {"ready": "failed", "failed": "ready", "deploying": "ready"}
-    for status, to in flipped.items():
-        egp.update_models({"status": to}, ids=[m["id"] for m in models if m["status"] == status])
-    cluster.requests.clear()
+    async with SourceSyncer(cluster, Settings()) as syncer:
+        first = await syncer.run_cycle(source(egp), [])
+        assert first.plan is not None
+        mirrored = [
+            MirroredModel(
+                c.name, c.model_id, c.labels, StoredStatus.of(c.status), controller_uid="uid-h"
+            )
+            for c in first.plan.creates
+        ]
+        flipped = {"ready": "failed", "failed": "ready", "deploying": "ready"}
+        for status, to in flipped.items():
+            egp.update_models(
+                {"status": to}, ids=[m["id"] for m in models if m["status"] == status]
+            )
+        cluster.requests.clear()
 
-    report = await syncer.run_cycle(source(egp), mirrored)
+        report = await syncer.run_cycle(source(egp), mirrored)
 
     assert report.outcome.reason == "Synced"
     events = [body for verb, path, body in cluster.requests if path.endswith("/events")]

@@ -52,7 +52,8 @@ async def test_a_page_size_of_one_is_served_in_pages_of_the_operators_least_size
 ) -> None:
     egp.add_models(generate_models(250, seed=7))
 
-    report = await SourceSyncer(kube(), Settings()).run_cycle(source(egp, page_size=1), [])
+    async with SourceSyncer(kube(), Settings()) as syncer:
+        report = await syncer.run_cycle(source(egp, page_size=1), [])
 
     assert report.outcome.reason == "Synced"
     requests = list_requests(egp)
@@ -70,7 +71,8 @@ async def test_a_cycle_stops_at_its_request_budget_and_changes_nothing(
     settings = Settings(egp_max_requests_per_cycle=5, max_models_per_source=300, egp_max_retries=10)
     cluster = kube()
 
-    report = await SourceSyncer(cluster, settings).run_cycle(source(egp, page_size=100), [])
+    async with SourceSyncer(cluster, settings) as syncer:
+        report = await syncer.run_cycle(source(egp, page_size=100), [])
 
     assert report.outcome.reason == "IncompleteListing"
     assert "the 5 requests to EGP it may send" in report.outcome.message
