@@ -101,28 +101,61 @@ def test_a_failed_model_and_a_stuck_deployment_fire_after_ten_minutes(
     )
 
 
-def test_a_healthy_mirror_fires_nothing(promtool: Path, tmp_path: Path) -> None:
+def test_a_flapping_model_fires_after_five_minutes_and_stops_when_it_settles(
+    promtool: Path, tmp_path: Path
+) -> None:
+    # A model of the source has a Flapping condition from minute 5 to minute 30.
     run(
         promtool,
         tmp_path,
         [
-            series("egp_operator_models", "5x40", phase="Ready", vendor="openai"),
+            series("egp_operator_models_flapping", "0x4 1x25 0x20"),
+            series("egp_operator_model_phase_transitions_total", "0x4 4+1x25 29x20", phase="Ready"),
+            series("egp_operator_models", "5x50", phase="Ready", vendor="openai"),
+        ],
+        [
+            silent("EGPModelFlapping", "4m"),
+            silent("EGPModelFlapping", "8m"),
+            fires("EGPModelFlapping", "11m"),
+            fires("EGPModelFlapping", "29m"),
+            silent("EGPModelFlapping", "31m"),
+        ],
+    )
+
+
+def test_a_healthy_mirror_fires_nothing(promtool: Path, tmp_path: Path) -> None:
+    # Models change phase at a normal pace: a new one deploys (Deploying from minute 5, Ready
+    # at minute 12), then a Ready one redeploys (Deploying from minute 20, Ready at 23).
+    ready, deploying = "5x4 5x6 6x7 5x2 6x20", "0x4 1x6 0x7 1x2 0x20"
+    changes, deploys = "egp_operator_model_phase_transitions_total", "0x11 1x10 2x20"
+    run(
+        promtool,
+        tmp_path,
+        [
+            series("egp_operator_models", ready, phase="Ready", vendor="openai"),
+            series("egp_operator_models", deploying, phase="Deploying", vendor="openai"),
+            series(changes, "0x4 1x14 2x20", phase="Deploying"),
+            series(changes, deploys, phase="Ready"),
+            series("egp_operator_model_deploy_duration_seconds_count", deploys, outcome="Ready"),
+            series("egp_operator_models_flapping", "0x40"),
             series("egp_operator_last_successful_sync_timestamp_seconds", synced_every(60, 40)),
             series("egp_operator_source_refresh_interval_seconds", "60x40"),
             series("egp_operator_sync_errors_total", "0x40", reason="ServerError"),
             series("egp_operator_egp_requests_total", "0+20x40", code="200"),
         ],
         [
-            silent(alert, "40m")
+            silent(alert, at)
             for alert in (
                 "EGPModelFailed",
                 "EGPModelStuckDeploying",
+                "EGPModelFlapping",
                 "EGPSourceNotSynced",
                 "EGPSourceNeverSynced",
                 "EGPSourceCredentialsRejected",
                 "EGPSyncErrors",
                 "EGPAPIErrors",
             )
+            for at in ("12m", "25m", "40m")
         ],
     )
 

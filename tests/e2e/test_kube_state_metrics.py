@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,13 @@ def documented() -> dict[str, set[str]]:
     listed = re.findall(r"^#\s+(kube_\w+)\{([\w,]+)\}", header, flags=re.MULTILINE)
     extra = {"customresource_group", "customresource_kind", "customresource_version"}
     return {name: {*labels.split(","), *extra} for name, labels in listed}
+
+
+def unix_time(rfc3339: str) -> float:
+    """An RFC 3339 time (`...Z`, as Kubernetes and EGP write them) as Unix time."""
+    parsed = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    assert parsed.tzinfo is not None, rfc3339
+    return parsed.timestamp()
 
 
 @pytest.fixture
@@ -167,6 +176,7 @@ def test_models_of_every_phase_and_their_source_are_exported_as_documented(
     for model, status in zip(upstream, STATUSES, strict=True):
         model["status"] = status
     egp.add_models(upstream)
+    started = time.time()
     start_source(mirror, egp)
     wait_mirrored(mirror, len(upstream))
     gone = upstream[-1]["id"]
@@ -195,6 +205,15 @@ def test_models_of_every_phase_and_their_source_are_exported_as_documented(
         for state in PHASES:
             key = frozenset({**labels, "phase": state}.items())
             expected["kube_egpmodel_status_phase", key] = float(state == phase)
+        # When the phase began, as the Unix time PromQL's time() compares it with: for the
+        # model first seen deploying, its upstream created_at; for the others, the cycle that
+        # first saw them in their phase, during this test.
+        since = unix_time(obj["status"]["phaseSince"])
+        if phase == "Deploying":
+            assert since == int(unix_time(model["created_at"])), obj["status"]
+        else:
+            assert int(started) <= since <= time.time(), obj["status"]
+        expected["kube_egpmodel_status_phase_since", frozenset(labels.items())] = since
         conditions = {
             c["type"]: (c["reason"], c["status"] == "True") for c in obj["status"]["conditions"]
         }

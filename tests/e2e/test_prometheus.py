@@ -15,8 +15,10 @@ ClusterRole egp-operator-metrics-reader; a second job without a token is refused
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from tests.e2e.harness import (
     running_operator,
     running_prometheus,
     start_source,
+    sync_now,
+    wait_mirrored,
 )
 from tests.e2e.polling import eventually
 from tests.unit.test_deploy import dashboard_queries, dashboard_variables
@@ -123,6 +127,13 @@ def ready_models(count: int, seed: int) -> list[dict[str, Any]]:
     return [model | {"status": "ready"} for model in generate_models(count, seed=seed)]
 
 
+def deploying_model(seed: int) -> dict[str, Any]:
+    """A model EGP began deploying a few seconds ago."""
+    (model,) = generate_models(1, seed=seed)
+    created = datetime.now(UTC) - timedelta(seconds=5)
+    return model | {"status": "deploying", "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
 def firing(prometheus: str, namespace: str) -> set[tuple[str, ...]]:
     """(alert, source, and the alert's own distinguishing label) of each alert firing for
     sources of `namespace`."""
@@ -195,6 +206,72 @@ def test_each_alert_fires_on_its_fault_and_none_on_healthy_sources(
         assert seen == expected
 
 
+def test_a_deploy_is_timed_and_a_flapping_model_fires_and_a_steady_one_does_not(
+    prometheus: str, mirror: Mirror, namespace: str
+) -> None:
+    """A deploy (Deploying, then Ready) is observed, with its duration, as an outcome of the
+    source's deploy histogram; a model flipped ready/failed four times flaps, and
+    EGPModelFlapping fires for its source and not for the source whose model only deployed."""
+    with (
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as deploys,
+        FakeEGPServer(api_key=EGP_KEY, account_id=EGP_ACCOUNT) as flaky,
+    ):
+        deploy = deploying_model(seed=87)
+        deploys.add_models([deploy, *ready_models(2, seed=88)])
+        flipping = ready_models(2, seed=89)
+        flaky.add_models(flipping)
+        start_source(mirror, deploys, "deploys")
+        start_source(mirror, flaky, "flaky")
+        wait_mirrored(mirror, 5)
+
+        deploys.update_model(deploy["id"], status="ready")
+        # Four phase changes, each seen by its own cycle (cycles of a source start 10 s apart
+        # at the closest): Ready -> Failed -> Ready -> Failed -> Ready.
+        for status in ("failed", "ready", "failed", "ready"):
+            flaky.update_model(flipping[0]["id"], status=status)
+            sync_now(mirror, "flaky")
+        sync_now(mirror, "deploys")  # the deploy's end is seen by then
+
+        # The deploy took seconds (from its upstream created_at to the cycle that saw it
+        # Ready): counted once, as a Ready outcome, in the first bucket (up to a minute).
+        ours = f'namespace="{namespace}",source="deploys",outcome="Ready"'
+        eventually(
+            lambda: query(
+                prometheus, f"egp_operator_model_deploy_duration_seconds_count{{{ours}}}"
+            ),
+            timeout=30,
+            interval=1,
+            what="Prometheus to scrape the deploy's duration",
+        )
+        buckets = {
+            float(s["metric"]["le"]): float(s["value"][1])
+            for s in query(
+                prometheus, f"egp_operator_model_deploy_duration_seconds_bucket{{{ours}}}"
+            )
+        }
+        assert buckets[60] == buckets[math.inf] == 1, buckets
+
+        def flapping_alerts() -> set[str]:
+            alerts = firing(prometheus, namespace)
+            return {source for name, source, *_ in alerts if name == "EGPModelFlapping"}
+
+        assert eventually(
+            flapping_alerts, timeout=30, interval=1, what="EGPModelFlapping to fire for flaky"
+        ) == {"flaky"}
+        # The steady source is judged, not merely absent: its gauge is there, at 0.
+        gauge = query(prometheus, f'egp_operator_models_flapping{{namespace="{namespace}"}}')
+        assert {s["metric"]["source"]: s["value"][1] for s in gauge} == {
+            "deploys": "0",
+            "flaky": "1",
+        }
+        flapping = next(
+            c
+            for c in mirror.by_model_id()[flipping[0]["id"]]["status"]["conditions"]
+            if c["type"] == "Flapping"
+        )
+        assert (flapping["status"], flapping["reason"]) == ("True", "PhaseFlapping")
+
+
 def query(prometheus: str, expr: str) -> list[Any]:
     """The instant result of `expr`; Prometheus refusing it fails the test."""
     answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
@@ -207,7 +284,13 @@ def test_every_dashboard_query_runs_and_finds_the_operators_series(
     prometheus: str, egp: FakeEGPServer, mirror: Mirror
 ) -> None:
     egp.add_models(generate_models(3, seed=85))
+    # And a deploy that ends, so that the deploy panels have data too.
+    deploy = deploying_model(seed=86)
+    egp.add_models([deploy])
     start_source(mirror, egp)
+    wait_mirrored(mirror, 4)
+    egp.update_model(deploy["id"], status="ready")
+    sync_now(mirror)
     mirror.create_secret("revoked-credentials", "sk-revoked-000000")
     mirror.create_source("revoked", egp.url, accountID=EGP_ACCOUNT)
     # As Grafana sends them with "All" selected, over a short range.
