@@ -123,7 +123,12 @@ class SourceMetrics:
         phase_changes: Iterable[tuple[str, float | None]] = (),
         flapping: int | None = None,
     ) -> None:
-        """Fold one cycle into the source's state; see the module-level `record_cycle`."""
+        """Record one cycle of a source: its duration and EGP answers; the time now as its
+        last success if `error_reason` is None, else one error of that reason; its model gauges
+        replaced by `model_counts` (a vanished (phase, vendor) pair drops to absent) unless
+        None, when the last complete listing's stay; its refresh interval unless None; each
+        phase change written (the phase entered, and the seconds of the deploy it ends, or
+        None); and its flapping models unless None."""
         changes = list(phase_changes)
         answers = [(code_label(str(code)), float(count)) for code, count in egp_answers.items()]
         models: dict[tuple[str, str], float] | None = None
@@ -160,12 +165,14 @@ class SourceMetrics:
             )
 
     def forget_refresh_interval(self, namespace: str, source: str) -> None:
+        """No sync is due (the source is suspended): nothing to alert on its lateness."""
         with self._lock:
             state = self._sources.get((namespace, source))
             if state is not None:
                 self._sources[namespace, source] = replace(state, refresh_seconds=None)
 
     def forget(self, namespace: str, source: str) -> None:
+        """Drop a deleted source's series."""
         with self._lock:
             self._sources.pop((namespace, source), None)
 
@@ -306,45 +313,10 @@ def code_label(code: str) -> str:
     return f"{code[:1]}xx" if len(code) == 3 else "other"
 
 
-def record_cycle(
-    namespace: str,
-    source: str,
-    *,
-    seconds: float,
-    egp_answers: Mapping[str, int],
-    model_counts: Mapping[tuple[Phase, str], int] | None,
-    refresh_seconds: float | None,
-    error_reason: str | None,
-    phase_changes: Iterable[tuple[str, float | None]] = (),
-    flapping: int | None = None,
-) -> None:
-    """Record one cycle of a source: its duration and EGP answers; the time now as its last
-    success if `error_reason` is None, else one error of that reason; its model gauges replaced
-    by `model_counts` (a vanished (phase, vendor) pair drops to absent) unless None, when the
-    last complete listing's stay; its refresh interval unless None; each phase change written
-    (the phase entered, and the seconds of the deploy it ends, or None), and its flapping
-    models unless None."""
-    SOURCES.record_cycle(
-        namespace,
-        source,
-        seconds=seconds,
-        egp_answers=egp_answers,
-        model_counts=model_counts,
-        refresh_seconds=refresh_seconds,
-        error_reason=error_reason,
-        phase_changes=phase_changes,
-        flapping=flapping,
-    )
-
-
-def forget_refresh_interval(namespace: str, source: str) -> None:
-    """No sync is due (the source is suspended): nothing to alert on its lateness."""
-    SOURCES.forget_refresh_interval(namespace, source)
-
-
-def forget_source(namespace: str, source: str) -> None:
-    """Drop a deleted source's series."""
-    SOURCES.forget(namespace, source)
+#: The collector's own methods, by the names the cycles and the daemon use.
+record_cycle: Final = SOURCES.record_cycle
+forget_refresh_interval: Final = SOURCES.forget_refresh_interval
+forget_source: Final = SOURCES.forget
 
 
 def count_secrets_in_use(counts: Callable[[], Mapping[str, int]]) -> None:
