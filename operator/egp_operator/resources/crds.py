@@ -39,7 +39,7 @@ from egp_operator.resources.models import (
     EGPSourceSpec,
     EGPSourceStatus,
 )
-from egp_operator.vocabulary import READY, SYNCED
+from egp_operator.vocabulary import FLAPPING, READY, SYNCED
 
 __all__ = [
     "DURATION_PATTERN",
@@ -350,6 +350,13 @@ _MODEL = _Kind(
         _Column("Since", "date", ".status.phaseSince", "How long it has been in its phase."),
         _AGE,
         _Column("Phase", "string", ".status.phase", "The model's phase.", 1),
+        _Column(
+            FLAPPING,
+            "string",
+            _condition_status(FLAPPING),
+            "True while the model changes phase too often.",
+            1,
+        ),
         _Column("Model ID", "string", ".spec.modelID", "The model's id in EGP.", 1),
     ),
     spec_rules={"sourceRef": _immutable("sourceRef"), "modelID": _immutable("modelID")},

@@ -332,6 +332,7 @@ def test_model_printer_columns() -> None:
         ("Since", "date", ".status.phaseSince", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
         ("Phase", "string", ".status.phase", 1),
+        ("Flapping", "string", '.status.conditions[?(@.type=="Flapping")].status', 1),
         ("Model ID", "string", ".spec.modelID", 1),
     ]
 
