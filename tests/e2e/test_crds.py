@@ -380,7 +380,7 @@ def test_models_are_selected_by_phase_source_and_id_with_a_field_selector(
     assert selected("spec.sourceRef.name=other") == set()
 
 
-def test_model_table_shows_model_vendor_type_status_ready_and_age(
+def test_model_table_shows_model_vendor_type_status_ready_since_and_age(
     control_plane: LocalControlPlane, custom: Any, namespace: str
 ) -> None:
     _create_model(custom, namespace)
@@ -391,6 +391,8 @@ def test_model_table_shows_model_vendor_type_status_ready_and_age(
         "gpt-4o-1a2b3c",
         {
             "phase": "Ready",
+            "phaseSince": NOW,
+            "history": [],
             "name": "gpt-4o",
             "vendor": "openai",
             "type": "chat_completion",
@@ -405,8 +407,8 @@ def test_model_table_shows_model_vendor_type_status_ready_and_age(
     table = _get_table(control_plane, namespace, MODEL_PLURAL)
     columns, row = _default_columns(table), _row(table, "gpt-4o-1a2b3c")
 
-    assert columns == ["Name", "Model", "Vendor", "Type", "Status", "Ready", "Age"]
-    assert {k: row[k] for k in columns if k != "Age"} == {
+    assert columns == ["Name", "Model", "Vendor", "Type", "Status", "Ready", "Since", "Age"]
+    assert {k: row[k] for k in columns if k not in ("Since", "Age")} == {
         "Name": "gpt-4o-1a2b3c",
         "Model": "gpt-4o",
         "Vendor": "openai",
@@ -415,7 +417,9 @@ def test_model_table_shows_model_vendor_type_status_ready_and_age(
         "Ready": "True",
     }
     assert AGE.fullmatch(row["Age"])
+    assert AGE.fullmatch(row["Since"])
     assert (row["Phase"], row["Model ID"]) == ("Ready", MODEL_SPEC["modelID"])
+    assert row["Flapping"] is None  # present only while the model flaps
 
 
 def test_source_table_shows_account_ready_models_last_sync_and_age(

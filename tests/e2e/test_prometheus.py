@@ -225,12 +225,12 @@ def test_a_deploy_is_timed_and_a_flapping_model_fires_and_a_steady_one_does_not(
         wait_mirrored(mirror, 5)
 
         deploys.update_model(deploy["id"], status="ready")
+        sync_now(mirror, "deploys")  # the deploy's end is seen now: well within a minute
         # Four phase changes, each seen by its own cycle (cycles of a source start 10 s apart
         # at the closest): Ready -> Failed -> Ready -> Failed -> Ready.
         for status in ("failed", "ready", "failed", "ready"):
             flaky.update_model(flipping[0]["id"], status=status)
             sync_now(mirror, "flaky")
-        sync_now(mirror, "deploys")  # the deploy's end is seen by then
 
         # The deploy took seconds (from its upstream created_at to the cycle that saw it
         # Ready): counted once, as a Ready outcome, in the first bucket (up to a minute).
