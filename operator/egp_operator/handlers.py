@@ -166,7 +166,8 @@ async def sync_source(
     schedule = SourceSchedule(settings.error_backoff_max_seconds, settings.interval_jitter)
     specs = SpecOfGeneration()
     try:
-        start_after = first_cycle_delay(_plain(body), random.random())
+        first = _plain(body)
+        start_after = first_cycle_delay(first, specs.read(first), random.random())
         if start_after:
             await wakeups.sleep(stopped, woken, start_after)
         while not stopped:

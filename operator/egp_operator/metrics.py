@@ -43,17 +43,36 @@ KNOWN_CODES: Final = frozenset(
     {"200", "400", "401", "403", "404", "408", "409", "422", "429", "500", "502", "503", "504"}
 )
 
-#: Upper bounds of the sync duration histogram, +Inf last, and their `le` labels as
-#: prometheus_client's own Histogram writes them.
+#: Upper bounds of the sync duration histogram, +Inf last.
 DURATION_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, math.inf)
-_LE: Final = tuple(floatToGoString(bound) for bound in DURATION_BUCKETS)  # type: ignore[no-untyped-call]
 #: Upper bounds of the deploy duration histogram: model deploys take minutes to hours.
 DEPLOY_BUCKETS: Final = (
     60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, math.inf,
 )  # fmt: skip
-_DEPLOY_LE: Final = tuple(floatToGoString(bound) for bound in DEPLOY_BUCKETS)  # type: ignore[no-untyped-call]
 
 SOURCE_LABELS: Final = ("namespace", "source")
+
+
+@dataclass(frozen=True, slots=True)
+class _Histogram:
+    """One histogram series: its `_bucket` samples, (`le` as prometheus_client's own
+    Histogram writes it, cumulative count) per upper bound, ready to add, and their sum."""
+
+    bounds: tuple[float, ...]
+    buckets: tuple[tuple[str, float], ...]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> _Histogram:
+        labels = (floatToGoString(bound) for bound in bounds)  # type: ignore[no-untyped-call]
+        return cls(bounds, tuple((le, 0.0) for le in labels))
+
+    def observed(self, value: float) -> _Histogram:
+        buckets = tuple(
+            (le, count + 1 if value <= bound else count)
+            for (le, count), bound in zip(self.buckets, self.bounds, strict=True)
+        )
+        return _Histogram(self.bounds, buckets, self.total + value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,34 +81,21 @@ class _SourceState:
     another thread reads a whole cycle's state or the one before, never half of one."""
 
     egp_requests: Mapping[str, float]
-    #: (`le`, cumulative count) per DURATION_BUCKETS: the `_bucket` samples, ready to add.
-    duration_buckets: tuple[tuple[str, float], ...]
-    duration_sum: float
+    duration: _Histogram
     last_success: float | None
     errors: Mapping[str, float]
     models: Mapping[tuple[str, str], float]
     refresh_seconds: float | None
     #: Phase transitions, by the phase entered.
     transitions: Mapping[str, float] = field(default_factory=dict)
-    #: Deploys ended, by outcome (the phase entered): `_bucket` samples per DEPLOY_BUCKETS,
-    #: and their sum.
-    deploys: Mapping[str, tuple[tuple[tuple[str, float], ...], float]] = field(default_factory=dict)
+    #: Deploys ended, by outcome (the phase entered).
+    deploys: Mapping[str, _Histogram] = field(default_factory=dict)
     #: Models with a Flapping condition, as of the last complete listing.
     flapping: float | None = None
 
 
-_NEW_SOURCE: Final = _SourceState({}, tuple((le, 0.0) for le in _LE), 0.0, None, {}, {}, None)
-_NO_DEPLOYS: Final = (tuple((le, 0.0) for le in _DEPLOY_LE), 0.0)
-
-
-def _observed(
-    buckets: tuple[tuple[str, float], ...], bounds: tuple[float, ...], value: float
-) -> tuple[tuple[str, float], ...]:
-    """Cumulative `_bucket` samples with `value` observed."""
-    return tuple(
-        (le, count + 1 if value <= bound else count)
-        for (le, count), bound in zip(buckets, bounds, strict=True)
-    )
+_NEW_SOURCE: Final = _SourceState({}, _Histogram.empty(DURATION_BUCKETS), None, {}, {}, None)
+_NO_DEPLOYS: Final = _Histogram.empty(DEPLOY_BUCKETS)
 
 
 def _added(counts: Mapping[str, float], more: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -140,15 +146,15 @@ class SourceMetrics:
         now = time.time()
         with self._lock:
             state = self._sources.get((namespace, source), _NEW_SOURCE)
-            deploys = dict(state.deploys)
-            for outcome, took in changes:
-                if took is not None:
-                    buckets, total = deploys.get(outcome, _NO_DEPLOYS)
-                    deploys[outcome] = (_observed(buckets, DEPLOY_BUCKETS, took), total + took)
+            deploys = state.deploys
+            ended = [(outcome, took) for outcome, took in changes if took is not None]
+            if ended:
+                deploys = dict(deploys)
+                for outcome, took in ended:
+                    deploys[outcome] = deploys.get(outcome, _NO_DEPLOYS).observed(took)
             self._sources[namespace, source] = _SourceState(
                 egp_requests=_added(state.egp_requests, answers),
-                duration_buckets=_observed(state.duration_buckets, DURATION_BUCKETS, seconds),
-                duration_sum=state.duration_sum + seconds,
+                duration=state.duration.observed(seconds),
                 last_success=now if error_reason is None else state.last_success,
                 errors=state.errors
                 if error_reason is None
@@ -241,13 +247,13 @@ class SourceMetrics:
         for (namespace, source), state in sources.items():
             for phase, count in state.transitions.items():
                 transitions.add_metric((namespace, source, phase), count)
-            for outcome, (buckets, total) in state.deploys.items():
-                deploys.add_metric((namespace, source, outcome), buckets, total)
+            for outcome, deployed in state.deploys.items():
+                deploys.add_metric((namespace, source, outcome), deployed.buckets, deployed.total)
             if state.flapping is not None:
                 flapping.add_metric((namespace, source), state.flapping)
             for code, count in state.egp_requests.items():
                 requests.add_metric((namespace, source, code), count)
-            duration.add_metric((namespace, source), state.duration_buckets, state.duration_sum)
+            duration.add_metric((namespace, source), state.duration.buckets, state.duration.total)
             if state.last_success is not None:
                 last_success.add_metric((namespace, source), state.last_success)
             for reason, count in state.errors.items():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from egp_operator.resources.models import MIN_REFRESH_INTERVAL, EGPSourceSpec
-from egp_operator.sync.spec import read_spec
+from egp_operator.sync.spec import InvalidSpec
 from egp_operator.vocabulary import SYNCED
 
 #: The first delay after a failed cycle; it doubles with each failure that follows.
@@ -27,15 +27,17 @@ MIN_CYCLE_SPACING: Final = MIN_REFRESH_INTERVAL.total_seconds()
 START_SPREAD_SECONDS: Final = 60.0
 
 
-def first_cycle_delay(source: Mapping[str, Any], draw: float) -> float:
-    """How long a loop waits before its first cycle; `draw` is uniform in [0, 1).
+def first_cycle_delay(
+    source: Mapping[str, Any], spec: EGPSourceSpec | InvalidSpec, draw: float
+) -> float:
+    """How long a loop waits before its first cycle; `spec` is the source's as the loop read
+    it, and `draw` is uniform in [0, 1).
 
     A new source, or a spec not yet synced, is synced at once: its user is waiting. A source
     whose current spec was synced already (the operator restarted, or took over from a peer)
     waits a random part of its interval, at most START_SPREAD_SECONDS, so that a thousand
     sources do not all call EGP and the API server in the same second. A sync request or a
     spec change ends the wait at once."""
-    spec = read_spec(source)
     status = source.get("status") or {}
     synced = any(
         c.get("type") == SYNCED and c.get("status") == "True"

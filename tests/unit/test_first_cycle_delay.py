@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from egp_operator.scheduling import START_SPREAD_SECONDS, first_cycle_delay
+from egp_operator.scheduling import START_SPREAD_SECONDS
+from egp_operator.scheduling import first_cycle_delay as delay_with_spec
+from egp_operator.sync.spec import read_spec
+
+
+def first_cycle_delay(source: dict[str, Any], draw: float) -> float:
+    """The delay, with the spec read as the loop reads it."""
+    return delay_with_spec(source, read_spec(source), draw)
 
 
 def source(

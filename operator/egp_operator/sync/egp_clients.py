@@ -18,17 +18,17 @@ class EGPClients:
     """One per syncer; `client` is called once per cycle, `aclose` when the operator stops."""
 
     def __init__(self, settings: Settings) -> None:
-        self.timeout = settings.egp_timeout_seconds
-        self.retry = RetryPolicy(max_retries=settings.egp_max_retries)
-        self.read_limits = settings.read_limits()
-        self.endpoint_policy = settings.endpoint_policy()
+        self._timeout = settings.egp_timeout_seconds
+        self._retry = RetryPolicy(max_retries=settings.egp_max_retries)
+        self._read_limits = settings.read_limits()
+        self._endpoint_policy = settings.endpoint_policy()
         #: A CA file's path, or whether to verify: the context is looked up per client, so
         #: that a rotated CA file is read again (`tls_context` caches it by the file's mtime).
         self._verify: bool | str = settings.egp_ca_file or settings.egp_verify_tls
         #: A 429 holds every source of its key and account (egp/rate_limits.py).
-        self.rate_limits = RateLimits()
-        self.connections = SharedConnections(
-            self.endpoint_policy, max_connections_per_host=settings.max_connections_per_host
+        self._rate_limits = RateLimits()
+        self._connections = SharedConnections(
+            self._endpoint_policy, max_connections_per_host=settings.max_connections_per_host
         )
 
     def client(self, spec: EGPSourceSpec, api_key: SecretStr, memory: HeldBytes) -> EGPClient:
@@ -38,14 +38,14 @@ class EGPClients:
             base_url=spec.base_url,
             api_key=api_key,
             account_id=spec.account_id,
-            timeout=self.timeout,
-            retry=self.retry,
-            limits=self.read_limits,
-            endpoint_policy=self.endpoint_policy,
-            rate_limits=self.rate_limits,
-            transport=self.connections.transport(tls_context(self._verify)),
+            timeout=self._timeout,
+            retry=self._retry,
+            limits=self._read_limits,
+            endpoint_policy=self._endpoint_policy,
+            rate_limits=self._rate_limits,
+            transport=self._connections.transport(tls_context(self._verify)),
             memory=memory,
         )
 
     async def aclose(self) -> None:
-        await self.connections.aclose()
+        await self._connections.aclose()

@@ -100,7 +100,9 @@ def flapping_condition(
 ) -> dict[str, Any] | None:
     """The Flapping condition while the model changed phase FLAPPING_TRANSITIONS times or
     more within FLAPPING_WINDOW; None (no condition) otherwise."""
-    recent = recent_transitions(history, parse_timestamp(now))
+    if len(history) < FLAPPING_TRANSITIONS:  # most models: nothing to parse
+        return None
+    recent = _recent(history, parse_timestamp(now))
     if len(recent) < FLAPPING_TRANSITIONS:
         return None
     path = " -> ".join([str(recent[0].get("from")), *(str(e.get("to")) for e in recent)])
@@ -109,9 +111,7 @@ def flapping_condition(
     return condition(FLAPPING, True, Reason.PHASE_FLAPPING, message, now=now, previous=previous)
 
 
-def recent_transitions(
-    history: Sequence[Mapping[str, Any]], now: datetime
-) -> list[Mapping[str, Any]]:
+def _recent(history: Sequence[Mapping[str, Any]], now: datetime) -> list[Mapping[str, Any]]:
     """The transitions of `history` within FLAPPING_WINDOW of `now`, oldest first."""
     since = now - FLAPPING_WINDOW
     recent = []
